@@ -1,0 +1,66 @@
+/**
+ * Stable error codes shared by the API, the worker and the clients. A code never changes meaning;
+ * clients and tests match on codes, never on messages.
+ */
+export const ERROR_STATUS = {
+  VALIDATION_FAILED: 400,
+  MALFORMED_JSON: 400,
+  INVALID_CURSOR: 400,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  NOT_SESSION_OWNER: 403,
+  SESSION_NOT_FOUND: 404,
+  PARTICIPANT_NOT_FOUND: 404,
+  ROUTE_NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  CONFLICT: 409,
+  PARTICIPANT_EXISTS: 409,
+  SESSION_CLOSED: 409,
+  OWNER_CANNOT_LEAVE: 409,
+  ENDPOINT_MOVED: 410,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  RATE_LIMITED: 429,
+  INTERNAL: 500,
+  STORE_UNAVAILABLE: 503,
+} as const;
+
+/** The closed union of error codes. */
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+/** The one error body every HTTP surface returns. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string };
+}
+
+/**
+ * The one error class for expected failures: bad input, refused access, lost races.
+ * Misuse of our own code throws `TypeError` instead.
+ */
+export class CleanroomError extends Error {
+  readonly code: ErrorCode;
+  /** Seconds a client should wait before retrying, for 429 and 503. */
+  readonly retryAfter: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; retryAfter?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CleanroomError';
+    this.code = code;
+    this.retryAfter = options?.retryAfter;
+  }
+
+  /** The HTTP status the code maps to. */
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+
+  /** The wire body; it carries the code and message only, never the cause. */
+  toBody(): ErrorBody {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+/** True when `value` is one of the codes in {@link ERROR_STATUS}. */
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_STATUS, value);
+}
