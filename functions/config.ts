@@ -1,0 +1,58 @@
+import * as v from 'valibot';
+import { resolve } from 'node:path';
+
+const Port = v.pipe(v.string(), v.regex(/^\d{1,5}$/, 'must be a port number'), v.transform(Number), v.maxValue(65535));
+
+const EnvSchema = v.object({
+  CLEANROOM_MODE: v.optional(v.picklist(['local', 'gcp'], 'CLEANROOM_MODE must be local or gcp'), 'local'),
+  CLEANROOM_API_PORT: v.optional(Port, '3000'),
+  /** Loopback by default: the embedded stack is for one machine. */
+  CLEANROOM_API_HOST: v.optional(v.pipe(v.string(), v.minLength(1)), '127.0.0.1'),
+  CLEANROOM_DATA_DIR: v.optional(v.pipe(v.string(), v.minLength(1)), '.cleanroom-data'),
+  /** Comma-separated OAuth client ids accepted as ID-token audiences (gcp mode). */
+  ID_TOKEN_AUDIENCES: v.optional(v.string(), ''),
+  GOOGLE_CLOUD_PROJECT: v.optional(v.string()),
+  FIRESTORE_DATABASE: v.optional(v.string(), '(default)'),
+  TEE_SERVICE_ENDPOINT: v.optional(v.pipe(v.string(), v.url('TEE_SERVICE_ENDPOINT must be a URL')), 'http://localhost:8080'),
+});
+
+export type ControlPlaneConfig =
+  | { mode: 'local'; apiPort: number; apiHost: string; dataDir: string; teeServiceEndpoint: string }
+  | {
+      mode: 'gcp';
+      audiences: string[];
+      projectId: string | undefined;
+      firestoreDatabase: string;
+      teeServiceEndpoint: string;
+    };
+
+/**
+ * The control plane's one reader of the environment. Fails fast, before serving, with a message
+ * naming the variable.
+ */
+export function loadConfig(env: Record<string, string | undefined>): ControlPlaneConfig {
+  const result = v.safeParse(EnvSchema, env);
+  if (!result.success) {
+    const issue = result.issues[0]!;
+    throw new Error(`invalid configuration: ${issue.path?.map((p) => String(p.key)).join('.') ?? ''}: ${issue.message}`);
+  }
+  const e = result.output;
+  if (e.CLEANROOM_MODE === 'local') {
+    return {
+      mode: 'local',
+      apiPort: e.CLEANROOM_API_PORT,
+      apiHost: e.CLEANROOM_API_HOST,
+      dataDir: resolve(e.CLEANROOM_DATA_DIR),
+      teeServiceEndpoint: e.TEE_SERVICE_ENDPOINT,
+    };
+  }
+  const audiences = e.ID_TOKEN_AUDIENCES.split(',').map((s) => s.trim()).filter(Boolean);
+  if (audiences.length === 0) throw new Error('invalid configuration: ID_TOKEN_AUDIENCES is required in gcp mode');
+  return {
+    mode: 'gcp',
+    audiences,
+    projectId: e.GOOGLE_CLOUD_PROJECT,
+    firestoreDatabase: e.FIRESTORE_DATABASE,
+    teeServiceEndpoint: e.TEE_SERVICE_ENDPOINT,
+  };
+}

@@ -1,0 +1,54 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+
+type WebHandler = (request: Request) => Promise<Response>;
+
+/**
+ * Adapts a web-standard handler to node:http (and to the Functions Framework, whose Express
+ * request has already read the body into `rawBody`).
+ */
+export function toNodeListener(handler: WebHandler) {
+  return async (req: IncomingMessage & { rawBody?: Buffer }, res: ServerResponse): Promise<void> => {
+    let response: Response;
+    try {
+      response = await handler(toRequest(req));
+    } catch {
+      // Only a malformed request line or Host header gets here; the app maps everything else.
+      response = new Response(JSON.stringify({ error: { code: 'VALIDATION_FAILED', message: 'malformed request' } }), {
+        status: 400,
+        headers: { 'content-type': 'application/json; charset=utf-8' },
+      });
+    }
+    await writeResponse(response, res);
+  };
+}
+
+function toRequest(req: IncomingMessage & { rawBody?: Buffer }): Request {
+  const host = req.headers.host ?? 'localhost';
+  const url = new URL(req.url ?? '/', `http://${host}`);
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
+  }
+  const method = req.method ?? 'GET';
+  const init: RequestInit & { duplex?: 'half' } = { method, headers };
+  if (method !== 'GET' && method !== 'HEAD') {
+    if (req.rawBody) init.body = new Uint8Array(req.rawBody);
+    else if (!req.readableEnded) {
+      init.body = Readable.toWeb(req) as ReadableStream<Uint8Array>;
+      init.duplex = 'half';
+    }
+  }
+  return new Request(url, init);
+}
+
+async function writeResponse(response: Response, res: ServerResponse): Promise<void> {
+  const body = Buffer.from(await response.arrayBuffer());
+  const headers: Record<string, string> = {};
+  response.headers.forEach((value, name) => (headers[name] = value));
+  headers['content-length'] = String(body.byteLength);
+  res.writeHead(response.status, headers);
+  res.end(body);
+}
+

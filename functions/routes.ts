@@ -1,0 +1,41 @@
+import { devIdpConfiguration, devIdpJwks, devIdpToken } from './handlers/dev-idp.ts';
+import { environmentsMoved } from './handlers/legacy-environments.ts';
+import { health, openapi } from './handlers/openapi.ts';
+import { registerKeys } from './handlers/participant-keys.ts';
+import { addParticipant } from './handlers/participants-add.ts';
+import { removeParticipant } from './handlers/participants-remove.ts';
+import { listAudit } from './handlers/session-audit.ts';
+import { closeSession } from './handlers/sessions-close.ts';
+import { createSession } from './handlers/sessions-create.ts';
+import { getSession } from './handlers/sessions-get.ts';
+import { listSessions } from './handlers/sessions-list.ts';
+import type { Route } from './http/types.ts';
+
+/**
+ * Every route of the control plane with its auth requirement: the whole attack surface on one
+ * screen. `docs/openapi.json` must describe each of them (a test checks).
+ */
+export const ROUTES: readonly Route[] = [
+  { method: 'POST', path: '/api/tee/sessions', auth: 'user', summary: 'Create a session (instant)', handler: createSession },
+  { method: 'GET', path: '/api/tee/sessions', auth: 'user', summary: "List the caller's sessions", handler: listSessions },
+  { method: 'GET', path: '/api/tee/sessions/:id', auth: 'user', summary: 'Show a session', handler: getSession },
+  { method: 'DELETE', path: '/api/tee/sessions/:id', auth: 'user', summary: 'Close a session (owner)', handler: closeSession },
+  { method: 'POST', path: '/api/tee/sessions/:id/participants', auth: 'user', summary: 'Add a participant (owner)', handler: addParticipant },
+  { method: 'DELETE', path: '/api/tee/sessions/:id/participants/:email', auth: 'user', summary: 'Remove a participant (owner)', handler: removeParticipant },
+  { method: 'PUT', path: '/api/tee/sessions/:id/participants/me/keys', auth: 'user', summary: "Register the caller's public keys", handler: registerKeys },
+  { method: 'GET', path: '/api/tee/sessions/:id/audit', auth: 'user', summary: 'Read the audit log', handler: listAudit },
+  { method: 'POST', path: '/api/tee/environments', auth: 'public', summary: 'Gone: use /api/tee/sessions', handler: environmentsMoved },
+  { method: 'GET', path: '/api/tee/environments', auth: 'public', summary: 'Gone: use /api/tee/sessions', handler: environmentsMoved },
+  { method: 'GET', path: '/api/tee/environments/:id', auth: 'public', summary: 'Gone: use /api/tee/sessions/:id', handler: environmentsMoved },
+  { method: 'DELETE', path: '/api/tee/environments/:id', auth: 'public', summary: 'Gone: use /api/tee/sessions/:id', handler: environmentsMoved },
+  { method: 'GET', path: '/api/tee/openapi.json', auth: 'public', summary: 'This API, described in OpenAPI 3.1', handler: openapi },
+  { method: 'GET', path: '/api/tee/health', auth: 'public', summary: 'Liveness', handler: health },
+  { method: 'POST', path: '/dev-idp/token', auth: 'public', localOnly: true, summary: 'Dev identity provider: issue an ID token (local only)', handler: devIdpToken },
+  { method: 'GET', path: '/dev-idp/jwks.json', auth: 'public', localOnly: true, summary: 'Dev identity provider: JWKS (local only)', handler: devIdpJwks },
+  { method: 'GET', path: '/dev-idp/.well-known/openid-configuration', auth: 'public', localOnly: true, summary: 'Dev identity provider: discovery (local only)', handler: devIdpConfiguration },
+];
+
+/** The routes a deployable mounts: the dev identity provider exists only in the embedded stack. */
+export function routesFor(mode: 'local' | 'gcp'): Route[] {
+  return ROUTES.filter((r) => mode === 'local' || !r.localOnly);
+}

@@ -1,0 +1,82 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLocalJWKSet } from 'jose';
+import { DEV_AUDIENCE, DEV_ISSUER, DevIdentityProvider } from '../../functions/adapters/identity/dev-idp.ts';
+import { JwksIdentityVerifier } from '../../functions/adapters/identity/jwks-verifier.ts';
+import { SqliteSessionStore } from '../../functions/adapters/store/sqlite.ts';
+import { SessionService } from '../../functions/core/session-service.ts';
+import { createApi } from '../../functions/http/app.ts';
+import type { Logger } from '../../functions/http/logger.ts';
+import { routesFor } from '../../functions/routes.ts';
+
+/** A logger that keeps its lines, so tests can check what reaches the log (and what must not). */
+export function memoryLogger(): Logger & { lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const push = (severity: string) => (message: string, fields: Record<string, unknown> = {}) =>
+    lines.push({ severity, message, ...fields });
+  return { lines, info: push('INFO'), warn: push('WARNING'), error: push('ERROR') };
+}
+
+export interface TestApi {
+  call(method: string, path: string, options?: { as?: string; token?: string; body?: unknown; raw?: string; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
+  token(email: string, options?: { nonce?: string; ttlSeconds?: number }): Promise<string>;
+  devIdp: DevIdentityProvider;
+  store: SqliteSessionStore;
+  log: ReturnType<typeof memoryLogger>;
+  clock: { now(): Date; advance(ms: number): void };
+  close(): void;
+}
+
+/**
+ * The control plane in-process: the real route table, service, SQLite store and token
+ * verification, with the dev identity provider's JWKS handed over directly instead of fetched.
+ */
+export async function testApi(): Promise<TestApi> {
+  const dir = mkdtempSync(join(tmpdir(), 'cleanroom-api-'));
+  let offset = 0;
+  const clock = { now: () => new Date(Date.now() + offset), advance: (ms: number) => void (offset += ms) };
+  const devIdp = await DevIdentityProvider.load(dir, () => clock.now());
+  const store = SqliteSessionStore.open(join(dir, 'cleanroom.sqlite'));
+  const log = memoryLogger();
+  const identity = new JwksIdentityVerifier({
+    issuer: DEV_ISSUER,
+    audience: DEV_AUDIENCE,
+    jwksUrl: new URL('http://unused.invalid/'),
+    keys: createLocalJWKSet(devIdp.jwks() as Parameters<typeof createLocalJWKSet>[0]),
+    currentDate: () => clock.now(),
+  });
+  const sessions = new SessionService({ store, clock, newId: () => crypto.randomUUID() });
+  const api = createApi(routesFor('local'), { sessions, identity, log, devIdp });
+  const token = async (email: string, options: { nonce?: string; ttlSeconds?: number } = {}) =>
+    (await devIdp.issue(email, options)).token;
+  return {
+    devIdp,
+    store,
+    log,
+    clock,
+    token,
+    async call(method, path, options = {}) {
+      const headers: Record<string, string> = { ...options.headers };
+      const bearer = options.token ?? (options.as ? await token(options.as) : undefined);
+      if (bearer !== undefined) headers.authorization = `Bearer ${bearer}`;
+      let body: string | undefined;
+      if (options.raw !== undefined) body = options.raw;
+      else if (options.body !== undefined) {
+        body = JSON.stringify(options.body);
+        headers['content-type'] ??= 'application/json';
+      }
+      const res = await api(new Request(`http://localhost${path}`, { method, headers, ...(body !== undefined ? { body } : {}) }));
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {}
+      return { status: res.status, body: parsed, headers: res.headers };
+    },
+    close() {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
