@@ -42,6 +42,11 @@ test('keys: a participant registers keys bound by a token nonce; the view shows 
   const bob = view.body.participants.find((p: any) => p.email === BOB);
   t.deepEqual(Object.keys(bob.keys).sort(), ['encryption_kid', 'registered_at', 'signing_kid']);
   t.false(JSON.stringify(view.body).includes(body.binding_token));
+  // The stored binding token is readable by co-participants (Firestore rules), so it must not
+  // work as a bearer token.
+  const replay = await api.call('GET', `/api/tee/sessions/${id}`, { token: body.binding_token });
+  t.is(replay.status, 401);
+  t.is(replay.body.error.code, 'UNAUTHENTICATED');
   const stored = await api.store.get(id);
   t.deepEqual(stored?.participants.find((p) => p.email === BOB)?.keys?.signing_jwk, body.signing_jwk);
   const audit = await api.call('GET', `/api/tee/sessions/${id}/audit`, { as: OWNER });

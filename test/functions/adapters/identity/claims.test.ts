@@ -5,7 +5,7 @@ import { CleanroomError } from '../../../../protocol/errors.ts';
 const good = { email: 'A@Example.com', email_verified: true, sub: 's-1', nonce: 'n' };
 
 test('claims: a verified email becomes a lowercased principal', (t) => {
-  t.deepEqual(principalFromClaims(good), { email: 'a@example.com', sub: 's-1' });
+  t.deepEqual(principalFromClaims({ ...good, nonce: undefined }), { email: 'a@example.com', sub: 's-1' });
   t.deepEqual(principalFromClaims(good, 'n'), { email: 'a@example.com', sub: 's-1' });
 });
 
@@ -18,6 +18,7 @@ const refused: Array<[string, Record<string, unknown>, string?]> = [
   ['no subject', { ...good, sub: '' }],
   ['nonce mismatch', good, 'other'],
   ['nonce missing', { ...good, nonce: undefined }, 'n'],
+  ['a key-binding token (with a nonce) used as a bearer token', good],
 ];
 for (const [label, claims, nonce] of refused) {
   test(`claims: ${label} → UNAUTHENTICATED`, (t) => {
