@@ -1,0 +1,31 @@
+import type { Command } from './command.ts';
+
+/** `cleanroom --help`, or the help of a command group such as `session`. */
+export function groupHelp(commands: readonly Command[], prefix: readonly string[] = []): string {
+  const shown = commands.filter((c) => prefix.every((word, i) => c.path[i] === word));
+  const width = Math.max(...shown.map((c) => c.path.join(' ').length));
+  const lines = [
+    `usage: cleanroom ${prefix.length > 0 ? `${prefix.join(' ')} ` : ''}<command> [options]`,
+    '',
+    'Commands:',
+    ...shown.map((c) => `  ${c.path.join(' ').padEnd(width)}  ${c.summary}`),
+    '',
+    'Every command takes --json for machine-readable output and --help for its options.',
+    'Environment: CLEANROOM_API (default http://localhost:3000), CLEANROOM_HOME (default ~/.cleanroom).',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** `cleanroom <command> --help`. */
+export function commandHelp(command: Command): string {
+  const width = Math.max(...command.options.map(([flag]) => flag.length), '--help'.length);
+  const lines = [
+    `usage: ${command.usage}`,
+    '',
+    command.summary,
+    '',
+    'Options:',
+    ...[...command.options, ['--help', 'show this help'] as const].map(([flag, text]) => `  ${flag.padEnd(width)}  ${text}`),
+  ];
+  return `${lines.join('\n')}\n`;
+}
