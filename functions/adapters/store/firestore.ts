@@ -1,0 +1,248 @@
+import { FieldPath, type DocumentReference, type Firestore, type Query } from '@google-cloud/firestore';
+import type { AuditEntry } from '../../../protocol/audit.ts';
+import { CleanroomError } from '../../../protocol/errors.ts';
+import type { ListSessionsOptions, SessionStore } from '../../core/ports.ts';
+import type { SessionRecord } from '../../core/records.ts';
+import { STORE_RETRY_AFTER_SECONDS, assertPage, assertWritable, parseStoredAuditEntry, parseStoredSession } from './stored.ts';
+
+/** The sessions collection, as the deployment's rules and indexes name it. */
+export const DEFAULT_SESSIONS_COLLECTION = 'collaboration_sessions';
+/** The subcollection of a session document that holds its audit chain. */
+export const AUDIT_COLLECTION = 'audit';
+
+/** One query the adapter issues: its filters and its order, in the SDK's vocabulary. */
+export interface FirestoreQueryShape {
+  collectionGroup: string;
+  filters: ReadonlyArray<{ fieldPath: string; op: '==' | 'array-contains' }>;
+  /** `__name__` is the document id. */
+  orderBy: ReadonlyArray<{ fieldPath: string; direction: 'asc' | 'desc' }>;
+}
+
+/**
+ * Every query shape the adapter issues (for the default collection name). The queries are built
+ * from these very objects, so a test can hold them against `firestore.indexes.json`: the
+ * emulator runs any query, production refuses one without its composite index.
+ */
+export const FIRESTORE_QUERY_SHAPES = {
+  sessionsOfParticipant: {
+    collectionGroup: DEFAULT_SESSIONS_COLLECTION,
+    filters: [{ fieldPath: 'participant_emails', op: 'array-contains' }],
+    orderBy: [
+      { fieldPath: 'created_at', direction: 'desc' },
+      { fieldPath: '__name__', direction: 'desc' },
+    ],
+  },
+  sessionsOfParticipantByStatus: {
+    collectionGroup: DEFAULT_SESSIONS_COLLECTION,
+    filters: [
+      { fieldPath: 'participant_emails', op: 'array-contains' },
+      { fieldPath: 'status', op: '==' },
+    ],
+    orderBy: [
+      { fieldPath: 'created_at', direction: 'desc' },
+      { fieldPath: '__name__', direction: 'desc' },
+    ],
+  },
+  auditAfterSeq: {
+    collectionGroup: AUDIT_COLLECTION,
+    filters: [],
+    orderBy: [{ fieldPath: '__name__', direction: 'asc' }],
+  },
+} as const satisfies Record<string, FirestoreQueryShape>;
+
+export interface FirestoreSessionStoreOptions {
+  /**
+   * The sessions collection. Another name needs its own rules and composite indexes: the
+   * deployed ones name {@link DEFAULT_SESSIONS_COLLECTION}.
+   */
+  collection?: string;
+  /**
+   * Deadline of each call in milliseconds, transaction retries included; past it the call fails
+   * with `STORE_UNAVAILABLE`. A write that times out may still commit: its caller's retry then
+   * sees `CONFLICT` or the new version, never a half-written session.
+   */
+  timeoutMs?: number;
+  /** Attempts of a transaction that Firestore aborts for contention (the SDK's default is 5). */
+  maxAttempts?: number;
+}
+
+// gRPC status codes, as the SDK reports them on `error.code`.
+const ABORTED = 10;
+const ALREADY_EXISTS = 6;
+const FAILED_PRECONDITION = 9;
+const UNAVAILABLE = 14;
+const DEADLINE_EXCEEDED = 4;
+const RESOURCE_EXHAUSTED = 8;
+/** What the REST fallback reports for an aborted transaction. */
+const HTTP_CONFLICT = 409;
+
+/**
+ * The session store on Firestore: `collaboration_sessions/{id}` holds the record as-is (ISO
+ * string timestamps) and `collaboration_sessions/{id}/audit/{seq, 10 digits}` its chain. Every
+ * write is one transaction over the record and its new audit entry.
+ */
+export class FirestoreSessionStore implements SessionStore {
+  readonly #db: Firestore;
+  readonly #collection: string;
+  readonly #timeoutMs: number;
+  readonly #maxAttempts: number;
+
+  constructor(db: Firestore, options: FirestoreSessionStoreOptions = {}) {
+    this.#db = db;
+    this.#collection = options.collection ?? DEFAULT_SESSIONS_COLLECTION;
+    this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#maxAttempts = options.maxAttempts ?? 5;
+  }
+
+  async create(session: SessionRecord, entry: AuditEntry): Promise<void> {
+    assertWritable(session, entry, null);
+    const ref = this.#sessionRef(session.id);
+    const doc = plain(session);
+    const audit = plain(entry);
+    // Everything written is computed above: the callback may run more than once.
+    await this.#call('write', () =>
+      this.#db.runTransaction(
+        async (tx) => {
+          if ((await tx.get(ref)).exists) throw new CleanroomError('CONFLICT', 'a session with this id already exists');
+          tx.create(ref, doc).create(this.#auditRef(session.id, entry.seq), audit);
+        },
+        { maxAttempts: this.#maxAttempts },
+      ),
+    );
+  }
+
+  async get(id: string): Promise<SessionRecord | null> {
+    const snapshot = await this.#call('read', () => this.#sessionRef(id).get());
+    return snapshot.exists ? parseStoredSession(snapshot.data(), snapshot.id) : null;
+  }
+
+  async update(session: SessionRecord, expectedVersion: number, entry: AuditEntry): Promise<void> {
+    assertWritable(session, entry, expectedVersion);
+    const ref = this.#sessionRef(session.id);
+    const doc = plain(session);
+    const audit = plain(entry);
+    await this.#call('write', () =>
+      this.#db.runTransaction(
+        async (tx) => {
+          const current = await tx.get(ref);
+          // Only the version is compared: the rest of the stored document is not parsed here, so
+          // a lost race never depends on the shape of what won it.
+          if (!current.exists || current.get('version') !== expectedVersion) {
+            throw new CleanroomError('CONFLICT', 'the session changed or no longer exists');
+          }
+          // `create` for the entry: an existing seq means the chain moved without the version.
+          tx.set(ref, doc).create(this.#auditRef(session.id, entry.seq), audit);
+        },
+        { maxAttempts: this.#maxAttempts },
+      ),
+    );
+  }
+
+  async listForParticipant(email: string, options: ListSessionsOptions): Promise<SessionRecord[]> {
+    assertPage(options.limit);
+    const sessions = this.#db.collection(this.#collection);
+    let query =
+      options.status === undefined
+        ? shaped(sessions, FIRESTORE_QUERY_SHAPES.sessionsOfParticipant, [email])
+        : shaped(sessions, FIRESTORE_QUERY_SHAPES.sessionsOfParticipantByStatus, [email, options.status]);
+    if (options.after !== undefined) query = query.startAfter(options.after.created_at, options.after.id);
+    const snapshot = await this.#call('read', () => query.limit(options.limit).get());
+    return snapshot.docs.map((doc) => parseStoredSession(doc.data(), doc.id));
+  }
+
+  async listAudit(sessionId: string, afterSeq: number, limit: number): Promise<AuditEntry[]> {
+    assertPage(limit, afterSeq);
+    // Zero-padded ids sort as numbers, so the document id alone orders the chain (no index).
+    const query = shaped(this.#sessionRef(sessionId).collection(AUDIT_COLLECTION), FIRESTORE_QUERY_SHAPES.auditAfterSeq, [])
+      .startAfter(auditDocId(afterSeq))
+      .limit(limit);
+    const snapshot = await this.#call('read', () => query.get());
+    return snapshot.docs.map((doc) => {
+      const seq = /^\d{10}$/.test(doc.id) ? Number(doc.id) : NaN;
+      return parseStoredAuditEntry(doc.data(), sessionId, seq);
+    });
+  }
+
+  #sessionRef(id: string): DocumentReference {
+    return this.#db.collection(this.#collection).doc(id);
+  }
+
+  #auditRef(sessionId: string, seq: number): DocumentReference {
+    return this.#sessionRef(sessionId).collection(AUDIT_COLLECTION).doc(auditDocId(seq));
+  }
+
+  /** Runs one SDK call under the adapter's deadline and translates what it throws. */
+  async #call<T>(kind: 'read' | 'write', body: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new CleanroomError('STORE_UNAVAILABLE', 'the session store did not answer in time', {
+              retryAfter: STORE_RETRY_AFTER_SECONDS,
+            }),
+          ),
+        this.#timeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([body(), deadline]);
+    } catch (error) {
+      throw translateFirestoreError(error, kind);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/**
+ * Maps a Firestore SDK failure to the store's codes; our own `CleanroomError`s pass through.
+ * ABORTED / ALREADY_EXISTS / FAILED_PRECONDITION mean a lost race only for a write: on a read,
+ * FAILED_PRECONDITION is how production reports a missing index, which is a bug (`INTERNAL`).
+ */
+export function translateFirestoreError(error: unknown, kind: 'read' | 'write'): CleanroomError {
+  if (error instanceof CleanroomError) return error;
+  const code = typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
+  switch (code) {
+    case UNAVAILABLE:
+    case DEADLINE_EXCEEDED:
+    case RESOURCE_EXHAUSTED:
+      return new CleanroomError('STORE_UNAVAILABLE', 'the session store is unavailable', {
+        cause: error,
+        retryAfter: STORE_RETRY_AFTER_SECONDS,
+      });
+    case ABORTED:
+    case ALREADY_EXISTS:
+    case FAILED_PRECONDITION:
+    case HTTP_CONFLICT:
+      if (kind === 'write') return new CleanroomError('CONFLICT', 'the session changed concurrently', { cause: error });
+      break;
+  }
+  return new CleanroomError('INTERNAL', 'session store failure', { cause: error });
+}
+
+/** The audit entry's document id: its seq zero-padded to 10 digits, so ids sort by seq. */
+export function auditDocId(seq: number): string {
+  return String(seq).padStart(10, '0');
+}
+
+/** Applies `shape` to `base`, filling its filters with `values` in order. */
+function shaped(base: Query, shape: FirestoreQueryShape, values: readonly unknown[]): Query {
+  if (values.length !== shape.filters.length) throw new TypeError('one value per filter of the query shape');
+  let query = base;
+  shape.filters.forEach((filter, i) => {
+    query = query.where(filter.fieldPath, filter.op, values[i]);
+  });
+  for (const order of shape.orderBy) {
+    query = query.orderBy(order.fieldPath === '__name__' ? FieldPath.documentId() : order.fieldPath, order.direction);
+  }
+  return query;
+}
+
+/**
+ * A plain JSON copy for the SDK: it refuses `undefined` fields (an absent `migrated_from` may be
+ * present as undefined) and stores only data, never class instances.
+ */
+function plain<T>(value: T): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(value)) as Record<string, unknown>;
+}

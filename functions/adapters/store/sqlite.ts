@@ -1,0 +1,212 @@
+import { DatabaseSync } from 'node:sqlite';
+import type { AuditEntry } from '../../../protocol/audit.ts';
+import { CleanroomError } from '../../../protocol/errors.ts';
+import type { ListSessionsOptions, SessionStore } from '../../core/ports.ts';
+import type { SessionRecord } from '../../core/records.ts';
+import { STORE_RETRY_AFTER_SECONDS, assertPage, assertWritable, parseStoredAuditEntry, parseStoredSession } from './stored.ts';
+
+export interface SqliteStoreOptions {
+  /** How long a write waits for another connection's lock before `STORE_UNAVAILABLE`. */
+  busyTimeoutMs?: number;
+}
+
+// `doc` is the source of truth; the other columns are copies of its fields for conditions and
+// ordering. The participants side table turns "sessions of this email" into an index lookup.
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY,
+  doc TEXT NOT NULL,
+  status TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  version INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS session_participants (
+  email TEXT NOT NULL,
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  PRIMARY KEY (email, session_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS session_participants_by_session ON session_participants(session_id);
+CREATE TABLE IF NOT EXISTS audit (
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  doc TEXT NOT NULL,
+  PRIMARY KEY (session_id, seq)
+) STRICT, WITHOUT ROWID;
+`;
+
+// SQLite primary result codes (the low byte of the extended code node:sqlite reports).
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+const SQLITE_CONSTRAINT = 19;
+
+/**
+ * The embedded stack's session store: one SQLite file (WAL), shared by every process of the
+ * stack. `node:sqlite` is synchronous, so each method runs its transaction to the end before
+ * yielding; `BEGIN IMMEDIATE` plus the version condition serialise writers across connections.
+ */
+export class SqliteSessionStore implements SessionStore {
+  /** The open connection, for other adapters that keep their tables in the same file. */
+  readonly database: DatabaseSync;
+
+  private constructor(database: DatabaseSync) {
+    this.database = database;
+  }
+
+  /** Opens (creating if absent) the database file at `path` and its schema. */
+  static open(path: string, options: SqliteStoreOptions = {}): SqliteSessionStore {
+    const database = new DatabaseSync(path);
+    try {
+      // busy_timeout first: switching to WAL and creating tables may wait for another opener.
+      database.exec(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
+      database.exec('PRAGMA journal_mode = WAL');
+      database.exec('PRAGMA foreign_keys = ON');
+      immediateTransaction(database, () => database.exec(SCHEMA));
+    } catch (error) {
+      database.close();
+      throw translateSqliteError(error);
+    }
+    return new SqliteSessionStore(database);
+  }
+
+  close(): void {
+    if (this.database.isOpen) this.database.close();
+  }
+
+  async create(session: SessionRecord, entry: AuditEntry): Promise<void> {
+    assertWritable(session, entry, null);
+    this.#write(() => {
+      const inserted = this.database
+        .prepare(
+          `INSERT INTO sessions (id, doc, status, created_at, version) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (id) DO NOTHING`,
+        )
+        .run(session.id, JSON.stringify(session), session.status, session.created_at, session.version);
+      if (inserted.changes === 0) throw new CleanroomError('CONFLICT', 'a session with this id already exists');
+      this.#writeParticipants(session);
+      this.#appendAudit(entry);
+    });
+  }
+
+  async get(id: string): Promise<SessionRecord | null> {
+    const row = this.#read(() => this.database.prepare('SELECT doc FROM sessions WHERE id = ?').get(id));
+    return row === undefined ? null : parseSessionRow(row, id);
+  }
+
+  async update(session: SessionRecord, expectedVersion: number, entry: AuditEntry): Promise<void> {
+    assertWritable(session, entry, expectedVersion);
+    this.#write(() => {
+      const updated = this.database
+        .prepare('UPDATE sessions SET doc = ?, status = ?, created_at = ?, version = ? WHERE id = ? AND version = ?')
+        .run(JSON.stringify(session), session.status, session.created_at, session.version, session.id, expectedVersion);
+      if (updated.changes === 0) throw new CleanroomError('CONFLICT', 'the session changed or no longer exists');
+      this.#writeParticipants(session);
+      this.#appendAudit(entry);
+    });
+  }
+
+  async listForParticipant(email: string, options: ListSessionsOptions): Promise<SessionRecord[]> {
+    assertPage(options.limit);
+    const conditions = ['p.email = ?'];
+    const params: string[] = [email];
+    if (options.status !== undefined) {
+      conditions.push('s.status = ?');
+      params.push(options.status);
+    }
+    if (options.after !== undefined) {
+      // Strictly after the cursor in (created_at DESC, id DESC) order, so ties are not skipped.
+      conditions.push('(s.created_at < ? OR (s.created_at = ? AND s.id < ?))');
+      params.push(options.after.created_at, options.after.created_at, options.after.id);
+    }
+    const rows = this.#read(() =>
+      this.database
+        .prepare(
+          `SELECT s.id, s.doc FROM session_participants p JOIN sessions s ON s.id = p.session_id
+           WHERE ${conditions.join(' AND ')} ORDER BY s.created_at DESC, s.id DESC LIMIT ?`,
+        )
+        .all(...params, options.limit),
+    );
+    return rows.map((row) => parseSessionRow(row, String(row.id)));
+  }
+
+  async listAudit(sessionId: string, afterSeq: number, limit: number): Promise<AuditEntry[]> {
+    assertPage(limit, afterSeq);
+    const rows = this.#read(() =>
+      this.database
+        .prepare('SELECT seq, doc FROM audit WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?')
+        .all(sessionId, afterSeq, limit),
+    );
+    return rows.map((row) => parseStoredAuditEntry(parseJson(row.doc, 'stored audit entry is malformed'), sessionId, Number(row.seq)));
+  }
+
+  #writeParticipants(session: SessionRecord): void {
+    // Rewritten whole on every write: simpler than a diff, and a session has at most 50.
+    this.database.prepare('DELETE FROM session_participants WHERE session_id = ?').run(session.id);
+    const insert = this.database.prepare('INSERT OR IGNORE INTO session_participants (email, session_id) VALUES (?, ?)');
+    for (const email of session.participant_emails) insert.run(email, session.id);
+  }
+
+  #appendAudit(entry: AuditEntry): void {
+    // A duplicate (session_id, seq) means the chain moved without the version: a lost race.
+    this.database
+      .prepare('INSERT INTO audit (session_id, seq, doc) VALUES (?, ?, ?)')
+      .run(entry.session_id, entry.seq, JSON.stringify(entry));
+  }
+
+  #write(body: () => void): void {
+    try {
+      immediateTransaction(this.database, body);
+    } catch (error) {
+      throw translateSqliteError(error);
+    }
+  }
+
+  #read<T>(body: () => T): T {
+    try {
+      return body();
+    } catch (error) {
+      throw translateSqliteError(error);
+    }
+  }
+}
+
+/**
+ * Runs `body` in a `BEGIN IMMEDIATE` transaction on `database`: the write lock is taken up
+ * front, so two writers never both read and then fail to upgrade. Commits when `body` returns,
+ * rolls back when it throws. `body` must be synchronous: nothing else may run inside it.
+ */
+export function immediateTransaction<T>(database: DatabaseSync, body: () => T): T {
+  database.exec('BEGIN IMMEDIATE');
+  try {
+    const result = body();
+    database.exec('COMMIT');
+    return result;
+  } catch (error) {
+    if (database.isTransaction) database.exec('ROLLBACK');
+    throw error;
+  }
+}
+
+/** Maps a node:sqlite failure to the store's codes; our own `CleanroomError`s pass through. */
+export function translateSqliteError(error: unknown): CleanroomError {
+  if (error instanceof CleanroomError) return error;
+  const code = typeof error === 'object' && error !== null && 'errcode' in error ? Number(error.errcode) & 0xff : NaN;
+  if (code === SQLITE_BUSY || code === SQLITE_LOCKED) {
+    return new CleanroomError('STORE_UNAVAILABLE', 'the session store is busy', { cause: error, retryAfter: STORE_RETRY_AFTER_SECONDS });
+  }
+  if (code === SQLITE_CONSTRAINT) return new CleanroomError('CONFLICT', 'the session changed concurrently', { cause: error });
+  return new CleanroomError('INTERNAL', 'session store failure', { cause: error });
+}
+
+function parseSessionRow(row: Record<string, unknown>, id: string): SessionRecord {
+  return parseStoredSession(parseJson(row.doc, 'stored session record is malformed'), id);
+}
+
+function parseJson(text: unknown, message: string): unknown {
+  try {
+    if (typeof text !== 'string') throw new TypeError('not text');
+    return JSON.parse(text);
+  } catch {
+    // No cause: JSON.parse's message quotes the text it choked on.
+    throw new CleanroomError('INTERNAL', message);
+  }
+}
