@@ -52,3 +52,20 @@ export interface Principal {
 export interface IdentityVerifier {
   verify(token: string, options?: { nonce?: string }): Promise<Principal>;
 }
+
+/** A task to hand to the queue: Cloud Tasks in GCP, the SQLite queue in the embedded stack. */
+export interface QueuedTask {
+  /** Deterministic (`taskName(query, attempt)`): the same name is never delivered twice. */
+  name: string;
+  /** The compact JWS the worker verifies (protocol/task.ts). */
+  body: string;
+}
+
+/**
+ * Hands signed tasks to the worker's intake with retries and back-off. Called only after the
+ * state change that justifies it is committed, never inside a store transaction.
+ */
+export interface TaskQueue {
+  /** `duplicate` when a task of that name was already enqueued (not an error). */
+  enqueue(task: QueuedTask): Promise<'enqueued' | 'duplicate'>;
+}
