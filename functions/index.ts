@@ -6,7 +6,7 @@ import { loadConfig } from './config.ts';
 import { SessionService } from './core/session-service.ts';
 import { createApi } from './http/app.ts';
 import { jsonLogger } from './http/logger.ts';
-import { toNodeListener } from './http/node.ts';
+import { toNodeListener } from '../runtime/node-http.ts';
 import { routesFor } from './routes.ts';
 
 /**

@@ -17,10 +17,11 @@ const SDK = /^(@google-cloud\/|google-auth-library|@duckdb\/|firebase|@firebase\
 const NODE_IO = /^(node:)?(fs|fs\/promises|net|http|https|http2|child_process|sqlite|dgram|tls|worker_threads)$/;
 
 export const RULES: BoundaryRule[] = [
-  { name: 'core imports no adapter, SDK or I/O', from: /^functions\/core\//, to: [/^functions\/(?!core\/)/, SDK, NODE_IO] },
+  { name: 'core imports no adapter, SDK or I/O', from: /^functions\/core\//, to: [/^functions\/(?!core\/)/, /^runtime\//, SDK, NODE_IO] },
   { name: 'worker never imports control-plane code', from: /^enclave-worker\//, to: [/^functions\//] },
   { name: 'protocol imports neither side and stays browser-safe', from: /^protocol\//, to: [/^(functions|enclave-worker|client)\//, SDK, /^node:/] },
-  { name: 'client imports no server code', from: /^client\//, to: [/^(functions|enclave-worker)\//] },
+  { name: 'client imports no server code', from: /^client\//, to: [/^(functions|enclave-worker|runtime)\//] },
+  { name: 'runtime helpers import neither deployable', from: /^runtime\//, to: [/^(functions|enclave-worker|client)\//] },
 ];
 
 const IMPORT = /(?:^|[\s;])(?:import|export)\s+(?:type\s+)?(?:[^'";]*?\sfrom\s+)?['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/gm;
@@ -55,7 +56,7 @@ function* sources(root: string, dir: string): Generator<string> {
 /** Checks every source file under the four source folders of the repository at `root`. */
 export function checkRepository(root: string): string[] {
   const violations: string[] = [];
-  for (const dir of ['functions', 'enclave-worker', 'protocol', 'client']) {
+  for (const dir of ['functions', 'enclave-worker', 'protocol', 'client', 'runtime']) {
     try {
       for (const file of sources(root, dir)) violations.push(...checkFile(file, readFileSync(join(root, file), 'utf8')));
     } catch (error) {

@@ -9,7 +9,7 @@ import type { Clock } from '../core/ports.ts';
 import { SessionService } from '../core/session-service.ts';
 import { createApi } from '../http/app.ts';
 import { silentLogger, type Logger } from '../http/logger.ts';
-import { toNodeListener } from '../http/node.ts';
+import { toNodeListener } from '../../runtime/node-http.ts';
 import { routesFor } from '../routes.ts';
 
 export interface LocalStackOptions {

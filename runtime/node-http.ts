@@ -5,13 +5,19 @@ type WebHandler = (request: Request) => Promise<Response>;
 
 /**
  * Adapts a web-standard handler to node:http (and to the Functions Framework, whose Express
- * request has already read the body into `rawBody`).
+ * request has already read the body into `rawBody`). The request's `signal` aborts when the
+ * client goes away before the answer is written, so long work (a query) can be stopped.
+ * Shared by the control plane and the worker, which may not import each other.
  */
 export function toNodeListener(handler: WebHandler) {
   return async (req: IncomingMessage & { rawBody?: Buffer }, res: ServerResponse): Promise<void> => {
+    const closed = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) closed.abort();
+    });
     let response: Response;
     try {
-      response = await handler(toRequest(req));
+      response = await handler(toRequest(req, closed.signal));
     } catch {
       // Only a malformed request line or Host header gets here; the app maps everything else.
       response = new Response(JSON.stringify({ error: { code: 'VALIDATION_FAILED', message: 'malformed request' } }), {
@@ -23,7 +29,7 @@ export function toNodeListener(handler: WebHandler) {
   };
 }
 
-function toRequest(req: IncomingMessage & { rawBody?: Buffer }): Request {
+function toRequest(req: IncomingMessage & { rawBody?: Buffer }, signal: AbortSignal): Request {
   const host = req.headers.host ?? 'localhost';
   const url = new URL(req.url ?? '/', `http://${host}`);
   const headers = new Headers();
@@ -32,7 +38,7 @@ function toRequest(req: IncomingMessage & { rawBody?: Buffer }): Request {
     for (const v of Array.isArray(value) ? value : [value]) headers.append(name, v);
   }
   const method = req.method ?? 'GET';
-  const init: RequestInit & { duplex?: 'half' } = { method, headers };
+  const init: RequestInit & { duplex?: 'half' } = { method, headers, signal };
   if (method !== 'GET' && method !== 'HEAD') {
     if (req.rawBody) init.body = new Uint8Array(req.rawBody);
     else if (!req.readableEnded) {
