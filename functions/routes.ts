@@ -4,6 +4,14 @@ import { health, openapi } from './handlers/openapi.ts';
 import { registerKeys } from './handlers/participant-keys.ts';
 import { addParticipant } from './handlers/participants-add.ts';
 import { removeParticipant } from './handlers/participants-remove.ts';
+import { approveQuery } from './handlers/queries-approve.ts';
+import { cancelQuery } from './handlers/queries-cancel.ts';
+import { getQuery } from './handlers/queries-get.ts';
+import { listQueries } from './handlers/queries-list.ts';
+import { proposeQuery } from './handlers/queries-propose.ts';
+import { rejectQuery } from './handlers/queries-reject.ts';
+import { recordQueryEvent } from './handlers/query-events.ts';
+import { reconcile } from './handlers/reconcile.ts';
 import { listAudit } from './handlers/session-audit.ts';
 import { closeSession } from './handlers/sessions-close.ts';
 import { createSession } from './handlers/sessions-create.ts';
@@ -24,6 +32,14 @@ export const ROUTES: readonly Route[] = [
   { method: 'DELETE', path: '/api/tee/sessions/:id/participants/:email', auth: 'user', summary: 'Remove a participant (owner)', handler: removeParticipant },
   { method: 'PUT', path: '/api/tee/sessions/:id/participants/me/keys', auth: 'user', summary: "Register the caller's public keys", handler: registerKeys },
   { method: 'GET', path: '/api/tee/sessions/:id/audit', auth: 'user', summary: 'Read the audit log', handler: listAudit },
+  { method: 'POST', path: '/api/tee/sessions/:id/queries', auth: 'user', summary: 'Propose a query', handler: proposeQuery },
+  { method: 'GET', path: '/api/tee/sessions/:id/queries', auth: 'user', summary: "List a session's queries", handler: listQueries },
+  { method: 'GET', path: '/api/tee/sessions/:id/queries/:qid', auth: 'user', summary: 'Show a query', handler: getQuery },
+  { method: 'POST', path: '/api/tee/sessions/:id/queries/:qid/approve', auth: 'user', summary: 'Approve a query (required approver)', handler: approveQuery },
+  { method: 'POST', path: '/api/tee/sessions/:id/queries/:qid/reject', auth: 'user', summary: 'Reject a query (required approver)', handler: rejectQuery },
+  { method: 'POST', path: '/api/tee/sessions/:id/queries/:qid/cancel', auth: 'user', summary: 'Cancel a query not yet started (proposer or owner)', handler: cancelQuery },
+  { method: 'POST', path: '/internal/v1/queries/:qid/events', auth: 'worker', summary: 'Worker: report what happened to a query', handler: recordQueryEvent },
+  { method: 'POST', path: '/internal/v1/reconcile', auth: 'worker', summary: 'Reconciler run (scheduler)', handler: reconcile },
   { method: 'POST', path: '/api/tee/environments', auth: 'public', summary: 'Gone: use /api/tee/sessions', handler: environmentsMoved },
   { method: 'GET', path: '/api/tee/environments', auth: 'public', summary: 'Gone: use /api/tee/sessions', handler: environmentsMoved },
   { method: 'GET', path: '/api/tee/environments/:id', auth: 'public', summary: 'Gone: use /api/tee/sessions/:id', handler: environmentsMoved },
@@ -35,7 +51,12 @@ export const ROUTES: readonly Route[] = [
   { method: 'GET', path: '/dev-idp/.well-known/openid-configuration', auth: 'public', localOnly: true, summary: 'Dev identity provider: discovery (local only)', handler: devIdpConfiguration },
 ];
 
-/** The routes a deployable mounts: the dev identity provider exists only in the embedded stack. */
-export function routesFor(mode: 'local' | 'gcp'): Route[] {
-  return ROUTES.filter((r) => mode === 'local' || !r.localOnly);
+/**
+ * The routes a deployable mounts. The embedded stack serves every route on one server (the dev
+ * identity provider included). In GCP the `api` target serves the people-facing routes and the
+ * `internal` target, which only IAM principals can invoke, serves the `worker` routes alone.
+ */
+export function routesFor(mode: 'local' | 'gcp', target: 'api' | 'internal' = 'api'): Route[] {
+  if (mode === 'local') return [...ROUTES];
+  return ROUTES.filter((r) => !r.localOnly && (r.auth === 'worker') === (target === 'internal'));
 }

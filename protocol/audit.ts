@@ -12,6 +12,16 @@ export const AUDIT_ACTIONS = [
   'participant.added',
   'participant.removed',
   'participant.keys_registered',
+  // The query lifecycle (DESIGN section 5): a query's entries share its session's chain.
+  'query.proposed',
+  'query.approved',
+  'query.rejected',
+  'query.queued',
+  'query.cancelled',
+  'query.expired',
+  'query.running',
+  'query.succeeded',
+  'query.failed',
 ] as const;
 
 const Hex64 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));

@@ -1,6 +1,7 @@
 import type { AuditEntry } from '../../protocol/audit.ts';
+import type { QueryStatus } from '../../protocol/query.ts';
 import type { SessionStatus } from '../../protocol/session.ts';
-import type { SessionRecord } from './records.ts';
+import type { QueryRecord, SessionRecord } from './records.ts';
 
 /** Where a page of sessions ends; the next page starts strictly after it (newest first). */
 export interface SessionCursor {
@@ -35,6 +36,57 @@ export interface SessionStore {
   listForParticipant(email: string, options: ListSessionsOptions): Promise<SessionRecord[]>;
   /** Audit entries of a session in sequence order, strictly after `afterSeq`. */
   listAudit(sessionId: string, afterSeq: number, limit: number): Promise<AuditEntry[]>;
+}
+
+/** Where a page of a session's queries ends (newest first, as for sessions). */
+export type QueryCursor = SessionCursor;
+
+export interface ListQueriesOptions {
+  status?: QueryStatus;
+  limit: number;
+  after?: QueryCursor;
+}
+
+/** Where a page of queries in one status ends (oldest `status_since` first, then id). */
+export interface StatusCursor {
+  status_since: string;
+  id: string;
+}
+
+/**
+ * One query transition: the query's new record, its audit entry (which extends the session's
+ * chain) and the versions both were decided on. The session's own fields are not rewritten:
+ * the adapter sets its `version` to `expectedSessionVersion + 1` and its `audit_head` to `entry`.
+ */
+export interface QueryWrite {
+  query: QueryRecord;
+  /** null: the query is new (its version must be 1). */
+  expectedQueryVersion: number | null;
+  expectedSessionVersion: number;
+  entry: AuditEntry;
+}
+
+/**
+ * A session's queries. Every transition is one transaction over the session record (version
+ * check, audit head bump), the query record (version check or create) and the new audit entry.
+ * Because each one bumps the session's version, transitions of one session's queries are
+ * serialised by that version too. Adapters report failures as `SessionStore` does.
+ */
+export interface QueryStore {
+  /** The query if it exists in that session, else null. */
+  getQuery(sessionId: string, queryId: string): Promise<QueryRecord | null>;
+  /** A session's queries, newest first (created_at, then id, both descending). */
+  listQueries(sessionId: string, options: ListQueriesOptions): Promise<QueryRecord[]>;
+  /** Applies `write`, or `CONFLICT` if either version moved (or the session vanished, or the id exists). */
+  commitQuery(write: QueryWrite): Promise<void>;
+  /**
+   * Queries of every session in `status` since strictly before `before`, oldest first: the
+   * reconciler's view of stale work.
+   */
+  listQueriesInStatus(
+    status: QueryStatus,
+    options: { before: string; limit: number; after?: StatusCursor },
+  ): Promise<QueryRecord[]>;
 }
 
 /** Wall-clock time, injected so expiry and ordering are testable. */

@@ -1,5 +1,8 @@
 import * as v from 'valibot';
+import { ERROR_STATUS, type ErrorCode } from '../../protocol/errors.ts';
+import { QUERY_STATUSES } from '../../protocol/query.ts';
 import { APPROVAL_POLICIES, SESSION_STATUSES, publicP256JwkSchema } from '../../protocol/session.ts';
+import { MAX_SQL_LENGTH } from '../../protocol/task.ts';
 
 const Timestamp = v.pipe(v.string(), v.isoTimestamp());
 const Hex64 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));
@@ -52,3 +55,62 @@ export const SessionRecordSchema = v.strictObject({
   migrated_from: v.optional(v.string()),
 });
 export type SessionRecord = v.InferOutput<typeof SessionRecordSchema>;
+
+const Count = v.pipe(v.number(), v.integer(), v.minValue(0));
+const Email = v.pipe(v.string(), v.minLength(1), v.maxLength(254));
+const ERROR_CODES = Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]];
+
+/** One participant's decision on a query. Signed approvals replace these in issue 4 of 6. */
+export const QueryDecisionSchema = v.strictObject({
+  email: Email,
+  decision: v.picklist(['approve', 'reject']),
+  at: Timestamp,
+});
+export type QueryDecision = v.InferOutput<typeof QueryDecisionSchema>;
+
+/**
+ * A query as the store holds it (Firestore `collaboration_sessions/{session}/queries/{id}`,
+ * SQLite `queries.doc`), parsed with this schema every time it is read back. It holds metadata
+ * the control plane may see (DESIGN section 2): SQL text, recipients, timings, codes; never a
+ * result, an engine message or a row count.
+ */
+export const QueryRecordSchema = v.strictObject({
+  id: v.pipe(v.string(), v.uuid()),
+  session_id: v.pipe(v.string(), v.minLength(1), v.maxLength(128)),
+  sql: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_SQL_LENGTH)),
+  proposer: Email,
+  /** Who may read the result: session participants at proposal time. */
+  recipients: v.pipe(v.array(Email), v.minLength(1), v.maxLength(50)),
+  status: v.picklist(QUERY_STATUSES),
+  /** When the query entered its current status (or its current attempt): what the reconciler ages by. */
+  status_since: Timestamp,
+  /** Fixed at proposal time from the session's approval policy; the proposer is always one. */
+  required_approvers: v.pipe(v.array(Email), v.minLength(1), v.maxLength(50)),
+  decisions: v.pipe(v.array(QueryDecisionSchema), v.maxLength(50)),
+  /** 0 until queued; each queueing (first or after an expired task) adds one. */
+  attempt: v.pipe(Count, v.maxValue(1000)),
+  /** The `jti` of the current attempt's task: worker events naming another are ignored. */
+  task_id: v.nullable(v.pipe(v.string(), v.uuid())),
+  created_at: Timestamp,
+  updated_at: Timestamp,
+  approved_at: v.nullable(Timestamp),
+  queued_at: v.nullable(Timestamp),
+  started_at: v.nullable(Timestamp),
+  /** When the query reached a final status (SUCCEEDED, FAILED, REJECTED, CANCELLED, EXPIRED). */
+  finished_at: v.nullable(Timestamp),
+  /** A fixed code (DESIGN invariant 11), never engine text. */
+  error_code: v.nullable(v.picklist(ERROR_CODES)),
+  stats: v.nullable(
+    v.strictObject({
+      /** Always null: the row count belongs in the sealed result's signed header (DESIGN section 2). */
+      rows: v.null(),
+      bytes: Count,
+      /** Rounded up to whole seconds: coarse timings only (DESIGN section 2). */
+      elapsed_ms: Count,
+    }),
+  ),
+  result_ref: v.nullable(v.pipe(v.string(), v.maxLength(512))),
+  /** Incremented by every write; transitions are conditional on it (and on the session's). */
+  version: v.pipe(v.number(), v.integer(), v.minValue(1)),
+});
+export type QueryRecord = v.InferOutput<typeof QueryRecordSchema>;

@@ -1,4 +1,5 @@
 import { CleanroomError } from '../../protocol/errors.ts';
+import type { Principal } from '../core/ports.ts';
 import { errorResponse, json } from './responses.ts';
 import { createRouter } from './router.ts';
 import type { ApiDeps, Route } from './types.ts';
@@ -26,8 +27,7 @@ export function createApi(routes: readonly Route[], deps: ApiDeps): (request: Re
       } else {
         route = found.route.path;
         const params = decodeParams(found.params);
-        const principal =
-          found.route.auth === 'user' ? await deps.identity.verify(bearerToken(request)) : { email: '', sub: '' };
+        const principal = await authenticate(found.route.auth, request, deps);
         response = await found.route.handler({ request, url, params, principal, deps });
       }
     } catch (error) {
@@ -41,6 +41,18 @@ export function createApi(routes: readonly Route[], deps: ApiDeps): (request: Re
     });
     return response;
   };
+}
+
+/** The caller a route's auth demands: 401 without a valid token, 403 for the wrong worker. */
+async function authenticate(auth: Route['auth'], request: Request, deps: ApiDeps): Promise<Principal> {
+  if (auth === 'public') return { email: '', sub: '' };
+  const principal = await deps.identity.verify(bearerToken(request));
+  if (auth === 'worker' && (deps.workerEmail === undefined || principal.email !== deps.workerEmail.toLowerCase())) {
+    // Someone with a valid identity knocking on the internal target: worth a line in the log.
+    deps.log.warn('internal route refused', { caller: principal.email, configured: deps.workerEmail !== undefined });
+    throw new CleanroomError('FORBIDDEN', 'only the worker may call this');
+  }
+  return principal;
 }
 
 function bearerToken(request: Request): string {

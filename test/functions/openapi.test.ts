@@ -37,6 +37,8 @@ interface Doc {
 
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const;
 const BEARER = 'bearerAuth';
+/** The scheme of `worker` routes: a bearer ID token too, but only the worker's identity passes. */
+const WORKER_BEARER = 'workerAuth';
 const doc = document as unknown as Doc;
 
 /** `/a/:id/b` → `/a/{id}/b`. */
@@ -78,7 +80,10 @@ function resolve<T>(d: Doc, value: T | Ref): T {
   return (value.description === undefined ? target : { ...(target as object), description: value.description }) as T;
 }
 
-/** Operations whose security does not match their route's auth (user: bearer; public: explicitly none). */
+/**
+ * Operations whose security does not match their route's auth (user: bearer; worker: the worker's
+ * bearer; public: explicitly none).
+ */
 function securityProblems(routes: readonly Route[], d: Doc): string[] {
   const byKey = new Map(operations(d).map((o) => [o.key, o.op]));
   const problems: string[] = [];
@@ -86,10 +91,11 @@ function securityProblems(routes: readonly Route[], d: Doc): string[] {
     const k = key(route.method, toOpenApiPath(route.path));
     const op = byKey.get(k);
     if (!op) continue;
-    if (route.auth === 'user') {
+    if (route.auth === 'user' || route.auth === 'worker') {
+      const scheme = route.auth === 'user' ? BEARER : WORKER_BEARER;
       const effective = op.security ?? d.security ?? [];
-      // Every alternative must demand the bearer token: an empty alternative would make it optional.
-      if (effective.length === 0 || !effective.every((req) => Object.hasOwn(req, BEARER))) problems.push(`${k}: needs bearer`);
+      // Every alternative must demand the token: an empty alternative would make it optional.
+      if (effective.length === 0 || !effective.every((req) => Object.hasOwn(req, scheme))) problems.push(`${k}: needs ${route.auth === 'user' ? 'bearer' : 'worker bearer'}`);
     } else if (!Array.isArray(op.security) || op.security.length !== 0) {
       problems.push(`${k}: public route without security: []`);
     }
@@ -205,6 +211,8 @@ test('openapi: user routes need the bearer token, public routes say security: []
   const scheme = doc.components?.securitySchemes?.[BEARER];
   t.like(scheme, { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' });
   t.true(ROUTES.some((r) => r.auth === 'user') && ROUTES.some((r) => r.auth === 'public') && ROUTES.some((r) => r.localOnly));
+  t.true(ROUTES.some((r) => r.auth === 'worker'));
+  t.like(doc.components?.securitySchemes?.[WORKER_BEARER], { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' });
 });
 
 test('openapi: the security check catches an optional token, a public route without security: [] and a lost x-local-only', (t) => {
@@ -216,6 +224,8 @@ test('openapi: the security check catches an optional token, a public route with
   t.deepEqual(securityProblems(ROUTES, inherited), ['GET /api/tee/health: public route without security: []']);
   const unmarked = mutated((d) => delete (d.paths['/dev-idp/token']!.post as Operation)['x-local-only']);
   t.deepEqual(securityProblems(ROUTES, unmarked), ['POST /dev-idp/token: x-local-only differs']);
+  const userOnWorker = mutated((d) => ((d.paths['/internal/v1/reconcile']!.post as Operation).security = [{ [BEARER]: [] }]));
+  t.deepEqual(securityProblems(ROUTES, userOnWorker), ['POST /internal/v1/reconcile: needs worker bearer']);
 });
 
 test('openapi: the error codes enumerated are exactly those of ERROR_STATUS', (t) => {

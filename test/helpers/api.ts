@@ -1,10 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLocalJWKSet } from 'jose';
+import { calculateJwkThumbprint, createLocalJWKSet } from 'jose';
+import { CleanroomError } from '../../protocol/errors.ts';
+import type { TaskSigner } from '../../protocol/task.ts';
 import { DEV_AUDIENCE, DEV_ISSUER, DevIdentityProvider } from '../../functions/adapters/identity/dev-idp.ts';
 import { JwksIdentityVerifier } from '../../functions/adapters/identity/jwks-verifier.ts';
 import { SqliteSessionStore } from '../../functions/adapters/store/sqlite.ts';
+import type { QueuedTask, TaskQueue } from '../../functions/core/ports.ts';
+import { QueryService } from '../../functions/core/query-service.ts';
 import { SessionService } from '../../functions/core/session-service.ts';
 import { createApi } from '../../functions/http/app.ts';
 import type { Logger } from '../../functions/http/logger.ts';
@@ -18,6 +22,57 @@ export function memoryLogger(): Logger & { lines: Array<Record<string, unknown>>
   return { lines, info: push('INFO'), warn: push('WARNING'), error: push('ERROR') };
 }
 
+/** The worker identity the test API's `worker` routes accept. */
+export const TEST_WORKER_EMAIL = 'worker@cleanroom.test';
+
+/**
+ * A `TaskQueue` fake that records every call and de-duplicates by name, as the real queues do.
+ * `failNext(n)` makes the next n calls fail with QUEUE_UNAVAILABLE (an outage).
+ */
+export interface RecordingQueue extends TaskQueue {
+  /** Every call, failed and duplicate ones included. */
+  calls: QueuedTask[];
+  /** Tasks accepted under a new name. */
+  enqueued: QueuedTask[];
+  failNext(count?: number): void;
+}
+
+export function recordingQueue(): RecordingQueue {
+  const calls: QueuedTask[] = [];
+  const enqueued: QueuedTask[] = [];
+  let failures = 0;
+  return {
+    calls,
+    enqueued,
+    failNext(count = 1) {
+      failures = count;
+    },
+    async enqueue(task) {
+      calls.push(task);
+      if (failures > 0) {
+        failures--;
+        throw new CleanroomError('QUEUE_UNAVAILABLE', 'the queue is down', { retryAfter: 1 });
+      }
+      if (enqueued.some((t) => t.name === task.name)) return 'duplicate';
+      enqueued.push(task);
+      return 'enqueued';
+    },
+  };
+}
+
+/** A real ES256 task signer with a key made now, and its public key to verify tasks with. */
+export async function testTaskSigner(): Promise<TaskSigner & { publicKey: CryptoKey }> {
+  const { privateKey, publicKey } = (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const { kty, crv, x, y } = await crypto.subtle.exportKey('jwk', publicKey);
+  const kid = await calculateJwkThumbprint({ kty: kty!, crv: crv!, x: x!, y: y! });
+  return {
+    kid,
+    publicKey,
+    // WebCrypto's ECDSA output is the fixed-width r||s that JWS wants.
+    sign: async (input) => new Uint8Array(await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, privateKey, input as Uint8Array<ArrayBuffer>)),
+  };
+}
+
 export interface TestApi {
   call(method: string, path: string, options?: { as?: string; token?: string; body?: unknown; raw?: string; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
   token(email: string, options?: { nonce?: string; ttlSeconds?: number }): Promise<string>;
@@ -25,6 +80,11 @@ export interface TestApi {
   store: SqliteSessionStore;
   log: ReturnType<typeof memoryLogger>;
   clock: { now(): Date; advance(ms: number): void };
+  /** The query service behind the routes, with a recording queue and a real signer. */
+  queries: QueryService;
+  queue: RecordingQueue;
+  signer: TaskSigner & { publicKey: CryptoKey };
+  sessions: SessionService;
   close(): void;
 }
 
@@ -47,7 +107,17 @@ export async function testApi(): Promise<TestApi> {
     currentDate: () => clock.now(),
   });
   const sessions = new SessionService({ store, clock, newId: () => crypto.randomUUID() });
-  const api = createApi(routesFor('local'), { sessions, identity, log, devIdp });
+  const queue = recordingQueue();
+  const signer = await testTaskSigner();
+  const queries = new QueryService({
+    store,
+    clock,
+    queue,
+    signer,
+    newId: () => crypto.randomUUID(),
+    onDispatchFailure: (failure) => log.warn('task dispatch failed', failure),
+  });
+  const api = createApi(routesFor('local'), { sessions, queries, identity, log, devIdp, workerEmail: TEST_WORKER_EMAIL });
   const token = async (email: string, options: { nonce?: string; ttlSeconds?: number } = {}) =>
     (await devIdp.issue(email, options)).token;
   return {
@@ -55,6 +125,10 @@ export async function testApi(): Promise<TestApi> {
     store,
     log,
     clock,
+    queries,
+    queue,
+    signer,
+    sessions,
     token,
     async call(method, path, options = {}) {
       const headers: Record<string, string> = { ...options.headers };

@@ -1,19 +1,42 @@
 import { FieldPath, type DocumentReference, type Firestore, type Query } from '@google-cloud/firestore';
 import type { AuditEntry } from '../../../protocol/audit.ts';
 import { CleanroomError } from '../../../protocol/errors.ts';
-import type { ListSessionsOptions, SessionStore } from '../../core/ports.ts';
-import type { SessionRecord } from '../../core/records.ts';
-import { STORE_RETRY_AFTER_SECONDS, assertPage, assertWritable, parseStoredAuditEntry, parseStoredSession } from './stored.ts';
+import type { QueryStatus } from '../../../protocol/query.ts';
+import type {
+  ListQueriesOptions,
+  ListSessionsOptions,
+  QueryStore,
+  QueryWrite,
+  SessionStore,
+  StatusCursor,
+} from '../../core/ports.ts';
+import type { QueryRecord, SessionRecord } from '../../core/records.ts';
+import {
+  STORE_RETRY_AFTER_SECONDS,
+  assertPage,
+  assertQueryWritable,
+  assertStatusPage,
+  assertWritable,
+  extendsHead,
+  parseStoredAuditEntry,
+  parseStoredQuery,
+  parseStoredSession,
+} from './stored.ts';
 
 /** The sessions collection, as the deployment's rules and indexes name it. */
 export const DEFAULT_SESSIONS_COLLECTION = 'collaboration_sessions';
 /** The subcollection of a session document that holds its audit chain. */
 export const AUDIT_COLLECTION = 'audit';
+/** The subcollection of a session document that holds its queries. */
+export const QUERIES_COLLECTION = 'queries';
 
 /** One query the adapter issues: its filters and its order, in the SDK's vocabulary. */
 export interface FirestoreQueryShape {
   collectionGroup: string;
-  filters: ReadonlyArray<{ fieldPath: string; op: '==' | 'array-contains' }>;
+  /** `COLLECTION_GROUP` queries span every collection of that name (and need their own indexes). */
+  scope?: 'COLLECTION' | 'COLLECTION_GROUP';
+  /** A `<` filter's field must be the first `orderBy` field, as Firestore requires. */
+  filters: ReadonlyArray<{ fieldPath: string; op: '==' | 'array-contains' | '<' }>;
   /** `__name__` is the document id. */
   orderBy: ReadonlyArray<{ fieldPath: string; direction: 'asc' | 'desc' }>;
 }
@@ -48,6 +71,36 @@ export const FIRESTORE_QUERY_SHAPES = {
     filters: [],
     orderBy: [{ fieldPath: '__name__', direction: 'asc' }],
   },
+  queriesOfSession: {
+    collectionGroup: QUERIES_COLLECTION,
+    filters: [],
+    orderBy: [
+      { fieldPath: 'created_at', direction: 'desc' },
+      { fieldPath: '__name__', direction: 'desc' },
+    ],
+  },
+  queriesOfSessionByStatus: {
+    collectionGroup: QUERIES_COLLECTION,
+    filters: [{ fieldPath: 'status', op: '==' }],
+    orderBy: [
+      { fieldPath: 'created_at', direction: 'desc' },
+      { fieldPath: '__name__', direction: 'desc' },
+    ],
+  },
+  // The reconciler's sweep over every session. Ordered by the `id` field rather than the document
+  // id: a collection-group cursor on the document id would need the full path.
+  queriesInStatusSince: {
+    collectionGroup: QUERIES_COLLECTION,
+    scope: 'COLLECTION_GROUP',
+    filters: [
+      { fieldPath: 'status', op: '==' },
+      { fieldPath: 'status_since', op: '<' },
+    ],
+    orderBy: [
+      { fieldPath: 'status_since', direction: 'asc' },
+      { fieldPath: 'id', direction: 'asc' },
+    ],
+  },
 } as const satisfies Record<string, FirestoreQueryShape>;
 
 export interface FirestoreSessionStoreOptions {
@@ -78,10 +131,11 @@ const HTTP_CONFLICT = 409;
 
 /**
  * The session store on Firestore: `collaboration_sessions/{id}` holds the record as-is (ISO
- * string timestamps) and `collaboration_sessions/{id}/audit/{seq, 10 digits}` its chain. Every
- * write is one transaction over the record and its new audit entry.
+ * string timestamps), `collaboration_sessions/{id}/audit/{seq, 10 digits}` its chain and
+ * `collaboration_sessions/{id}/queries/{query id}` its queries. Every write is one transaction
+ * over the record, the query it changes (if any) and the new audit entry.
  */
-export class FirestoreSessionStore implements SessionStore {
+export class FirestoreSessionStore implements SessionStore, QueryStore {
   readonly #db: Firestore;
   readonly #collection: string;
   readonly #timeoutMs: number;
@@ -163,8 +217,84 @@ export class FirestoreSessionStore implements SessionStore {
     });
   }
 
+  async getQuery(sessionId: string, queryId: string): Promise<QueryRecord | null> {
+    const snapshot = await this.#call('read', () => this.#queryRef(sessionId, queryId).get());
+    return snapshot.exists ? parseStoredQuery(snapshot.data(), sessionId, snapshot.id) : null;
+  }
+
+  async listQueries(sessionId: string, options: ListQueriesOptions): Promise<QueryRecord[]> {
+    assertPage(options.limit);
+    const queries = this.#sessionRef(sessionId).collection(QUERIES_COLLECTION);
+    let query =
+      options.status === undefined
+        ? shaped(queries, FIRESTORE_QUERY_SHAPES.queriesOfSession, [])
+        : shaped(queries, FIRESTORE_QUERY_SHAPES.queriesOfSessionByStatus, [options.status]);
+    if (options.after !== undefined) query = query.startAfter(options.after.created_at, options.after.id);
+    const snapshot = await this.#call('read', () => query.limit(options.limit).get());
+    return snapshot.docs.map((doc) => parseStoredQuery(doc.data(), sessionId, doc.id));
+  }
+
+  async commitQuery(write: QueryWrite): Promise<void> {
+    assertQueryWritable(write);
+    const { query, entry, expectedQueryVersion, expectedSessionVersion } = write;
+    const sessionRef = this.#sessionRef(query.session_id);
+    const queryRef = this.#queryRef(query.session_id, query.id);
+    const doc = plain(query);
+    const audit = plain(entry);
+    const head = { seq: entry.seq, hash: entry.hash };
+    // A TypeError thrown in the callback would be translated like an SDK failure; keep it apart.
+    let misuse: TypeError | undefined;
+    try {
+      await this.#call('write', () =>
+        this.#db.runTransaction(
+          async (tx) => {
+            // Firestore wants every read before the first write.
+            const [session, current] = await tx.getAll(sessionRef, queryRef);
+            if (!session?.exists || session.get('version') !== expectedSessionVersion) {
+              throw new CleanroomError('CONFLICT', 'the session changed or no longer exists');
+            }
+            if (!extendsHead(session.get('audit_head'), entry)) {
+              misuse = new TypeError("the audit entry does not extend the session's stored chain");
+              throw misuse;
+            }
+            if (expectedQueryVersion === null ? current?.exists : !current?.exists || current.get('version') !== expectedQueryVersion) {
+              throw new CleanroomError('CONFLICT', 'the query changed, exists already or does not exist');
+            }
+            // Only the two fields a query transition changes: the rest of the session stays as stored.
+            tx.update(sessionRef, { version: expectedSessionVersion + 1, audit_head: head })
+              .set(queryRef, doc)
+              .create(this.#auditRef(query.session_id, entry.seq), audit);
+          },
+          { maxAttempts: this.#maxAttempts },
+        ),
+      );
+    } catch (error) {
+      throw misuse ?? error;
+    }
+  }
+
+  async listQueriesInStatus(
+    status: QueryStatus,
+    options: { before: string; limit: number; after?: StatusCursor },
+  ): Promise<QueryRecord[]> {
+    assertStatusPage(options.before, options.limit);
+    let query = shaped(this.#db.collectionGroup(QUERIES_COLLECTION), FIRESTORE_QUERY_SHAPES.queriesInStatusSince, [
+      status,
+      options.before,
+    ]);
+    if (options.after !== undefined) query = query.startAfter(options.after.status_since, options.after.id);
+    const snapshot = await this.#call('read', () => query.limit(options.limit).get());
+    // The collection group spans every `queries` collection of the database: the deployment has
+    // one sessions collection. Filtering others out here would shorten pages and end paging early.
+    return snapshot.docs.map((doc) => parseStoredQuery(doc.data(), doc.ref.parent.parent?.id ?? '', doc.id));
+  }
+
   #sessionRef(id: string): DocumentReference {
     return this.#db.collection(this.#collection).doc(id);
+  }
+
+  #queryRef(sessionId: string, queryId: string): DocumentReference {
+    return this.#sessionRef(sessionId).collection(QUERIES_COLLECTION).doc(queryId);
   }
 
   #auditRef(sessionId: string, seq: number): DocumentReference {

@@ -1,9 +1,27 @@
 import { DatabaseSync } from 'node:sqlite';
 import type { AuditEntry } from '../../../protocol/audit.ts';
 import { CleanroomError } from '../../../protocol/errors.ts';
-import type { ListSessionsOptions, SessionStore } from '../../core/ports.ts';
-import type { SessionRecord } from '../../core/records.ts';
-import { STORE_RETRY_AFTER_SECONDS, assertPage, assertWritable, parseStoredAuditEntry, parseStoredSession } from './stored.ts';
+import type { QueryStatus } from '../../../protocol/query.ts';
+import type {
+  ListQueriesOptions,
+  ListSessionsOptions,
+  QueryStore,
+  QueryWrite,
+  SessionStore,
+  StatusCursor,
+} from '../../core/ports.ts';
+import type { QueryRecord, SessionRecord } from '../../core/records.ts';
+import {
+  STORE_RETRY_AFTER_SECONDS,
+  assertPage,
+  assertQueryWritable,
+  assertStatusPage,
+  assertWritable,
+  extendsHead,
+  parseStoredAuditEntry,
+  parseStoredQuery,
+  parseStoredSession,
+} from './stored.ts';
 
 export interface SqliteStoreOptions {
   /** How long a write waits for another connection's lock before `STORE_UNAVAILABLE`. */
@@ -32,6 +50,18 @@ CREATE TABLE IF NOT EXISTS audit (
   doc TEXT NOT NULL,
   PRIMARY KEY (session_id, seq)
 ) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS queries (
+  id TEXT PRIMARY KEY,
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  doc TEXT NOT NULL,
+  status TEXT NOT NULL,
+  status_since TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  version INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS queries_by_session ON queries(session_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS queries_by_session_status ON queries(session_id, status, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS queries_by_status ON queries(status, status_since, id);
 `;
 
 // SQLite primary result codes (the low byte of the extended code node:sqlite reports).
@@ -44,7 +74,7 @@ const SQLITE_CONSTRAINT = 19;
  * stack. `node:sqlite` is synchronous, so each method runs its transaction to the end before
  * yielding; `BEGIN IMMEDIATE` plus the version condition serialise writers across connections.
  */
-export class SqliteSessionStore implements SessionStore {
+export class SqliteSessionStore implements SessionStore, QueryStore {
   /** The open connection, for other adapters that keep their tables in the same file. */
   readonly database: DatabaseSync;
 
@@ -138,6 +168,95 @@ export class SqliteSessionStore implements SessionStore {
     return rows.map((row) => parseStoredAuditEntry(parseJson(row.doc, 'stored audit entry is malformed'), sessionId, Number(row.seq)));
   }
 
+  async getQuery(sessionId: string, queryId: string): Promise<QueryRecord | null> {
+    const row = this.#read(() =>
+      this.database.prepare('SELECT doc FROM queries WHERE id = ? AND session_id = ?').get(queryId, sessionId),
+    );
+    return row === undefined ? null : parseQueryRow(row, sessionId, queryId);
+  }
+
+  async listQueries(sessionId: string, options: ListQueriesOptions): Promise<QueryRecord[]> {
+    assertPage(options.limit);
+    const conditions = ['session_id = ?'];
+    const params: string[] = [sessionId];
+    if (options.status !== undefined) {
+      conditions.push('status = ?');
+      params.push(options.status);
+    }
+    if (options.after !== undefined) {
+      conditions.push('(created_at < ? OR (created_at = ? AND id < ?))');
+      params.push(options.after.created_at, options.after.created_at, options.after.id);
+    }
+    const rows = this.#read(() =>
+      this.database
+        .prepare(`SELECT id, doc FROM queries WHERE ${conditions.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`)
+        .all(...params, options.limit),
+    );
+    return rows.map((row) => parseQueryRow(row, sessionId, String(row.id)));
+  }
+
+  async commitQuery(write: QueryWrite): Promise<void> {
+    assertQueryWritable(write);
+    const { query, entry, expectedQueryVersion, expectedSessionVersion } = write;
+    try {
+      immediateTransaction(this.database, () => {
+        const session = this.database
+          .prepare(`SELECT version, json_extract(doc, '$.audit_head') AS head FROM sessions WHERE id = ?`)
+          .get(query.session_id);
+        if (session === undefined || session.version !== expectedSessionVersion) {
+          throw new CleanroomError('CONFLICT', 'the session changed or no longer exists');
+        }
+        if (!extendsHead(parseJson(session.head, 'stored session record is malformed'), entry)) {
+          throw new TypeError("the audit entry does not extend the session's stored chain");
+        }
+        // Only the two fields a query transition changes: the rest of the session stays as stored.
+        this.database
+          .prepare(`UPDATE sessions SET doc = json_set(doc, '$.version', ?, '$.audit_head', json(?)), version = ? WHERE id = ?`)
+          .run(expectedSessionVersion + 1, JSON.stringify({ seq: entry.seq, hash: entry.hash }), expectedSessionVersion + 1, query.session_id);
+        const doc = JSON.stringify(query);
+        const written =
+          expectedQueryVersion === null
+            ? this.database
+                .prepare(
+                  `INSERT INTO queries (id, session_id, doc, status, status_since, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (id) DO NOTHING`,
+                )
+                .run(query.id, query.session_id, doc, query.status, query.status_since, query.created_at, query.version)
+            : this.database
+                .prepare(
+                  `UPDATE queries SET doc = ?, status = ?, status_since = ?, version = ?
+                   WHERE id = ? AND session_id = ? AND version = ?`,
+                )
+                .run(doc, query.status, query.status_since, query.version, query.id, query.session_id, expectedQueryVersion);
+        if (written.changes === 0) throw new CleanroomError('CONFLICT', 'the query changed, exists already or does not exist');
+        this.#appendAudit(entry);
+      });
+    } catch (error) {
+      // Our own misuse stays a TypeError; everything else becomes a store code.
+      if (error instanceof TypeError) throw error;
+      throw translateSqliteError(error);
+    }
+  }
+
+  async listQueriesInStatus(
+    status: QueryStatus,
+    options: { before: string; limit: number; after?: StatusCursor },
+  ): Promise<QueryRecord[]> {
+    assertStatusPage(options.before, options.limit);
+    const conditions = ['status = ?', 'status_since < ?'];
+    const params: string[] = [status, options.before];
+    if (options.after !== undefined) {
+      conditions.push('(status_since > ? OR (status_since = ? AND id > ?))');
+      params.push(options.after.status_since, options.after.status_since, options.after.id);
+    }
+    const rows = this.#read(() =>
+      this.database
+        .prepare(`SELECT id, session_id, doc FROM queries WHERE ${conditions.join(' AND ')} ORDER BY status_since, id LIMIT ?`)
+        .all(...params, options.limit),
+    );
+    return rows.map((row) => parseQueryRow(row, String(row.session_id), String(row.id)));
+  }
+
   #writeParticipants(session: SessionRecord): void {
     // Rewritten whole on every write: simpler than a diff, and a session has at most 50.
     this.database.prepare('DELETE FROM session_participants WHERE session_id = ?').run(session.id);
@@ -199,6 +318,10 @@ export function translateSqliteError(error: unknown): CleanroomError {
 
 function parseSessionRow(row: Record<string, unknown>, id: string): SessionRecord {
   return parseStoredSession(parseJson(row.doc, 'stored session record is malformed'), id);
+}
+
+function parseQueryRow(row: Record<string, unknown>, sessionId: string, queryId: string): QueryRecord {
+  return parseStoredQuery(parseJson(row.doc, 'stored query record is malformed'), sessionId, queryId);
 }
 
 function parseJson(text: unknown, message: string): unknown {

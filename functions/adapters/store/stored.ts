@@ -1,7 +1,8 @@
 import * as v from 'valibot';
 import { AuditEntrySchema, type AuditEntry } from '../../../protocol/audit.ts';
 import { CleanroomError } from '../../../protocol/errors.ts';
-import { SessionRecordSchema, type SessionRecord } from '../../core/records.ts';
+import type { QueryWrite } from '../../core/ports.ts';
+import { QueryRecordSchema, SessionRecordSchema, type QueryRecord, type SessionRecord } from '../../core/records.ts';
 
 /**
  * What both SessionStore adapters check at their edge: documents read back are parsed, writes
@@ -44,6 +45,54 @@ export function assertWritable(session: SessionRecord, entry: AuditEntry, expect
   }
   const version = expectedVersion === null ? 1 : expectedVersion + 1;
   if (session.version !== version) throw new TypeError(`session version must be ${version}`);
+}
+
+/**
+ * A query document read back from a store, parsed. It must be the one stored under
+ * `queryId` in session `sessionId`.
+ */
+export function parseStoredQuery(data: unknown, sessionId: string, queryId: string): QueryRecord {
+  const result = v.safeParse(QueryRecordSchema, data);
+  if (!result.success || result.output.id !== queryId || result.output.session_id !== sessionId) {
+    throw malformed('stored query record is malformed', result);
+  }
+  return result.output;
+}
+
+/**
+ * Refuses query writes our own code got wrong (a `TypeError`): the record must parse, its version
+ * must be the next one, and the entry must belong to the query's session and name the query.
+ */
+export function assertQueryWritable(write: QueryWrite): void {
+  const { query, entry, expectedQueryVersion, expectedSessionVersion } = write;
+  if (!v.is(QueryRecordSchema, query)) throw new TypeError('query record does not match QueryRecordSchema');
+  if (!v.is(AuditEntrySchema, entry)) throw new TypeError('audit entry does not match AuditEntrySchema');
+  if (entry.session_id !== query.session_id) throw new TypeError("audit entry belongs to another session than the query");
+  if (entry.details.query_id !== query.id) throw new TypeError('audit entry does not name the query');
+  const version = (expectedQueryVersion ?? 0) + 1;
+  if (query.version !== version) throw new TypeError(`query version must be ${version}`);
+  if (!Number.isSafeInteger(expectedSessionVersion) || expectedSessionVersion < 1) {
+    throw new TypeError('expectedSessionVersion must be a positive integer');
+  }
+}
+
+/**
+ * Whether `entry` extends the chain whose head is stored: the session version matched, so a
+ * mismatch here means the caller built the entry from another read, a bug rather than a race.
+ */
+export function extendsHead(head: unknown, entry: AuditEntry): boolean {
+  return (
+    typeof head === 'object' &&
+    head !== null &&
+    (head as { seq?: unknown }).seq === entry.seq - 1 &&
+    (head as { hash?: unknown }).hash === entry.prev_hash
+  );
+}
+
+/** Refuses a reconciler listing our own code got wrong. */
+export function assertStatusPage(before: string, limit: number): void {
+  assertPage(limit);
+  if (!v.is(v.pipe(v.string(), v.isoTimestamp()), before)) throw new TypeError('before must be an ISO timestamp');
 }
 
 /** Refuses page sizes and sequence numbers no caller should send (the HTTP layer bounds them). */

@@ -13,6 +13,7 @@ import {
 } from '../../../../functions/adapters/store/firestore.ts';
 import { startFirestoreEmulator, type RunningEmulator } from '../../../helpers/firestore-emulator.ts';
 import { newSession, rejectsWithCode, sessionStoreContract, uniqueEmail, withParticipant } from './contract.ts';
+import { newQuery, queryStoreContract, queryWrite } from './query-contract.ts';
 
 // The SDK lets this variable override any host passed in settings; the client below names the
 // emulator this file started, so a value inherited from the shell must not redirect it.
@@ -44,6 +45,53 @@ function database(): Firestore {
 
 // One client for the whole file: every test uses fresh ids and emails.
 sessionStoreContract('firestore', async () => ({ store: new FirestoreSessionStore(database()), teardown: async () => {} }));
+
+queryStoreContract('firestore', async () => ({ store: new FirestoreSessionStore(database()), teardown: async () => {} }));
+
+test('firestore: queries live at collaboration_sessions/{id}/queries/{query id}; the session keeps its other fields', async (t) => {
+  const store = new FirestoreSessionStore(database());
+  const { session, entry } = await newSession();
+  await store.create(session, entry);
+  const query = newQuery(session);
+  const w = await queryWrite(session, query, null);
+  await store.commitQuery(w.write);
+  t.deepEqual((await database().doc(`${DEFAULT_SESSIONS_COLLECTION}/${session.id}/queries/${query.id}`).get()).data(), query);
+  t.deepEqual((await database().doc(`${DEFAULT_SESSIONS_COLLECTION}/${session.id}`).get()).data(), w.session);
+  t.deepEqual((await database().doc(`${DEFAULT_SESSIONS_COLLECTION}/${session.id}/audit/0000000002`).get()).data(), w.entry);
+});
+
+test('firestore: a racing query transition loses with CONFLICT even when the SDK retries the aborted transaction', async (t) => {
+  const store = new FirestoreSessionStore(database());
+  const { session, entry } = await newSession();
+  await store.create(session, entry);
+  const query = newQuery(session);
+  const created = await queryWrite(session, query, null);
+  await store.commitQuery(created.write);
+  const contenders = await Promise.all(
+    Array.from({ length: 6 }, (_, i) =>
+      queryWrite(created.session, { ...query, result_ref: `r${i}`, version: 2, updated_at: new Date().toISOString() }, 1),
+    ),
+  );
+  const results = await Promise.allSettled(contenders.map((c) => store.commitQuery(c.write)));
+  t.is(results.filter((r) => r.status === 'fulfilled').length, 1);
+  for (const r of results) if (r.status === 'rejected') t.is((r.reason as CleanroomError).code, 'CONFLICT');
+  t.is((await store.listAudit(session.id, 0, 100)).length, 3);
+});
+
+test('firestore: a malformed stored query is INTERNAL and the message does not quote it', async (t) => {
+  const store = new FirestoreSessionStore(database());
+  const { session, entry } = await newSession();
+  await store.create(session, entry);
+  const query = newQuery(session);
+  await store.commitQuery((await queryWrite(session, query, null)).write);
+  const secret = 'SELECT secret_literal_42';
+  await database().doc(`${DEFAULT_SESSIONS_COLLECTION}/${session.id}/queries/${query.id}`).set({ ...query, sql: secret, status: 'DONE' });
+  for (const read of [() => store.getQuery(session.id, query.id), () => store.listQueries(session.id, { limit: 10 })]) {
+    const error = await t.throwsAsync(read());
+    t.is((error as CleanroomError).code, 'INTERNAL');
+    t.false(JSON.stringify({ m: error?.message, c: String((error as CleanroomError).cause) }).includes(secret));
+  }
+});
 
 test('firestore: documents live at collaboration_sessions/{id} and .../audit/{10-digit seq}, timestamps as strings', async (t) => {
   const store = new FirestoreSessionStore(database());
@@ -169,24 +217,33 @@ type IndexDefinition = v.InferOutput<typeof IndexFileSchema>['indexes'][number];
 
 const ORDER = { asc: 'ASCENDING', desc: 'DESCENDING' } as const;
 
-/** A query with filters and orders on one field (or the document id alone) uses automatic indexes. */
+/**
+ * A query with filters and orders on one field (or the document id alone) uses automatic indexes;
+ * those have collection scope only, so a collection-group query always needs one of ours.
+ */
 function needsCompositeIndex(shape: FirestoreQueryShape): boolean {
+  if ((shape.scope ?? 'COLLECTION') === 'COLLECTION_GROUP') return true;
   const fields = new Set([...shape.filters, ...shape.orderBy].map((f) => f.fieldPath).filter((f) => f !== '__name__'));
   return fields.size > 1;
 }
 
 /**
- * Whether `index` serves `shape`: its leading fields are the shape's filters (in any order;
- * array-contains as CONTAINS), followed by the shape's orders in sequence. A trailing `__name__`
- * may be left implicit when it runs in the direction of the last order, as Firestore adds it so.
+ * Whether `index` serves `shape`: same collection group and scope; its leading fields are the
+ * shape's equality filters (in any order; array-contains as CONTAINS), followed by the shape's
+ * orders in sequence. A range filter (`<`) must be on the first order's field, which the index
+ * then covers. A trailing `__name__` may be left implicit when it runs in the direction of the
+ * last order, as Firestore adds it so.
  */
 function indexServes(index: IndexDefinition, shape: FirestoreQueryShape): boolean {
-  if (index.collectionGroup !== shape.collectionGroup || index.queryScope !== 'COLLECTION') return false;
-  const prefix = index.fields.slice(0, shape.filters.length);
-  const rest = index.fields.slice(shape.filters.length);
+  if (index.collectionGroup !== shape.collectionGroup || index.queryScope !== (shape.scope ?? 'COLLECTION')) return false;
+  const equalities = shape.filters.filter((f) => f.op !== '<');
+  const ranges = shape.filters.filter((f) => f.op === '<');
+  if (ranges.some((r) => r.fieldPath !== shape.orderBy[0]?.fieldPath)) return false;
+  const prefix = index.fields.slice(0, equalities.length);
+  const rest = index.fields.slice(equalities.length);
   const filtersMatch =
-    prefix.length === shape.filters.length &&
-    shape.filters.every((filter) =>
+    prefix.length === equalities.length &&
+    equalities.every((filter) =>
       prefix.some((field) =>
         field.fieldPath === filter.fieldPath && (filter.op === 'array-contains' ? 'arrayConfig' in field : 'order' in field),
       ),
@@ -224,4 +281,14 @@ test('firestore indexes: the matcher refuses an index in the wrong direction or 
   t.false(indexServes({ ...good, fields: good.fields.filter((f) => f.fieldPath !== 'status') }, shape));
   t.false(indexServes({ ...good, collectionGroup: 'other' }, shape));
   t.false(indexServes(good, FIRESTORE_QUERY_SHAPES.sessionsOfParticipant));
+});
+
+test('firestore indexes: the matcher refuses a collection-scoped index for a collection-group query, and a range filter off the first order', (t) => {
+  const shape = FIRESTORE_QUERY_SHAPES.queriesInStatusSince;
+  const good = indexFile.indexes.find((index) => indexServes(index, shape))!;
+  t.truthy(good);
+  t.false(indexServes({ ...good, queryScope: 'COLLECTION' }, shape));
+  t.false(indexServes(good, { ...shape, orderBy: [...shape.orderBy].reverse() }));
+  t.false(needsCompositeIndex(FIRESTORE_QUERY_SHAPES.queriesOfSession));
+  t.true(needsCompositeIndex({ ...FIRESTORE_QUERY_SHAPES.queriesOfSession, scope: 'COLLECTION_GROUP' }));
 });

@@ -7,6 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { CleanroomError } from '../../../../protocol/errors.ts';
 import { SqliteSessionStore, translateSqliteError } from '../../../../functions/adapters/store/sqlite.ts';
 import { newSession, rejectsWithCode, sessionStoreContract, uniqueEmail, withParticipant } from './contract.ts';
+import { newQuery, queryStoreContract, queryWrite } from './query-contract.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sqlite-store-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -40,6 +41,63 @@ sessionStoreContract('sqlite, two connections to one file', async () => {
       b.close();
     },
   };
+});
+
+queryStoreContract('sqlite', async () => {
+  const store = SqliteSessionStore.open(freshPath());
+  return { store, teardown: async () => store.close() };
+});
+
+// Racing query transitions from two connections, as from the API and the reconciler.
+queryStoreContract('sqlite, two connections to one file', async () => {
+  const path = freshPath();
+  const connections = [SqliteSessionStore.open(path), SqliteSessionStore.open(path)] as const;
+  let calls = 0;
+  const pick = () => connections[calls++ % 2]!;
+  const store = new Proxy(connections[0], {
+    get: (target, property) => {
+      const value = Reflect.get(target, property);
+      return typeof value === 'function' ? (...args: unknown[]) => Reflect.apply(value, pick(), args) : value;
+    },
+  });
+  return {
+    store,
+    teardown: async () => connections.forEach((c) => c.close()),
+  };
+});
+
+test('sqlite: a database file from before queries existed gains the queries table on open', async (t) => {
+  const path = freshPath();
+  const old = new DatabaseSync(path);
+  old.exec('CREATE TABLE sessions (id TEXT PRIMARY KEY, doc TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, version INTEGER NOT NULL) STRICT');
+  old.close();
+  const store = SqliteSessionStore.open(path);
+  const { session, entry } = await newSession();
+  await store.create(session, entry);
+  const query = newQuery(session);
+  await store.commitQuery((await queryWrite(session, query, null)).write);
+  t.deepEqual(await store.getQuery(session.id, query.id), query);
+  store.close();
+});
+
+test('sqlite: a malformed stored query is INTERNAL and the message does not quote it', async (t) => {
+  const store = SqliteSessionStore.open(freshPath());
+  const { session, entry } = await newSession();
+  await store.create(session, entry);
+  const query = newQuery(session);
+  await store.commitQuery((await queryWrite(session, query, null)).write);
+  const secret = 'SELECT secret_literal_42';
+  store.database.prepare('UPDATE queries SET doc = ? WHERE id = ?').run(JSON.stringify({ ...query, sql: secret, status: 'DONE' }), query.id);
+  for (const read of [
+    () => store.getQuery(session.id, query.id),
+    () => store.listQueries(session.id, { limit: 10 }),
+    () => store.listQueriesInStatus('PENDING_APPROVAL', { before: '2999-01-01T00:00:00.000Z', limit: 10 }),
+  ]) {
+    const error = await t.throwsAsync(read());
+    t.is((error as CleanroomError).code, 'INTERNAL');
+    t.false(JSON.stringify({ m: error?.message, c: String((error as CleanroomError).cause) }).includes(secret));
+  }
+  store.close();
 });
 
 test('sqlite: open creates the file, WAL mode and foreign keys', (t) => {

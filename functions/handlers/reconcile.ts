@@ -1,0 +1,9 @@
+import { json } from '../http/responses.ts';
+import type { Handler } from '../http/types.ts';
+import { queryService } from './query-id.ts';
+
+/**
+ * `POST /internal/v1/reconcile` (worker identity; Cloud Scheduler each minute in GCP, a timer
+ * locally): one reconciler run. Answers the counts of what it did; no body is read.
+ */
+export const reconcile: Handler = async ({ deps }) => json(await queryService(deps).reconcile());
