@@ -1,0 +1,69 @@
+import * as v from 'valibot';
+import { join, resolve } from 'node:path';
+
+const Port = v.pipe(v.string(), v.regex(/^\d{1,5}$/, 'must be a port number'), v.transform(Number), v.maxValue(65535));
+const PositiveInt = v.pipe(v.string(), v.regex(/^\d{1,9}$/, 'must be a whole number'), v.transform(Number), v.minValue(1));
+const Url = v.pipe(v.string(), v.url('must be a URL'));
+const Digest = v.pipe(v.string(), v.regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex>'));
+
+const EnvSchema = v.object({
+  TEE_INSTANCE_ID: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(128)), 'local-worker'),
+  WORKER_PORT: v.optional(Port, '8080'),
+  /** Loopback by default: the embedded stack is for one machine. The deployment sets 0.0.0.0. */
+  WORKER_HOST: v.optional(v.pipe(v.string(), v.minLength(1)), '127.0.0.1'),
+  /** The embedded stack's data directory; the worker's defaults below live inside it. */
+  CLEANROOM_DATA_DIR: v.optional(v.pipe(v.string(), v.minLength(1)), '.cleanroom-data'),
+  WORKER_DATA_DIR: v.optional(v.pipe(v.string(), v.minLength(1))),
+  /** `insecure-dev` is the embedded stack's attester. WARNING: it proves nothing. */
+  ATTESTATION_MODE: v.optional(v.picklist(['confidential-space', 'insecure-dev'], 'ATTESTATION_MODE must be confidential-space or insecure-dev'), 'insecure-dev'),
+  /** The digest this worker runs as; Confidential Space reports its own, the dev attester claims this one. */
+  WORKER_IMAGE_DIGEST: v.optional(Digest, `sha256:${'0'.repeat(56)}de7de7de`),
+  ATTESTATION_AUDIENCE: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(512)), 'cleanroom-clients'),
+  /** Where the control plane's internal target is (worker events). */
+  CONTROL_PLANE_URL: v.optional(Url, 'http://127.0.0.1:3000'),
+  /** Who may push tasks: the control plane's (service-account) email in the caller's ID token. */
+  TASK_CALLER_EMAIL: v.optional(v.pipe(v.string(), v.minLength(3)), 'control-plane@cleanroom.local'),
+  /** Caller tokens: `google` (Cloud Tasks OIDC) or a JWKS URL of the local issuer. */
+  TASK_CALLER_VERIFIER: v.optional(v.string(), 'http://127.0.0.1:3000/dev-idp/jwks.json'),
+  TASK_CALLER_AUDIENCE: v.optional(v.pipe(v.string(), v.minLength(1)), 'cleanroom-local'),
+  /** The control plane's task-signing public key(s): a JWKS file path. */
+  TASK_KEYS_FILE: v.optional(v.pipe(v.string(), v.minLength(1))),
+  /** The worker's own identity for its calls to the control plane. */
+  WORKER_EMAIL: v.optional(v.pipe(v.string(), v.minLength(3)), 'worker@cleanroom.local'),
+  EXECUTOR_SLOTS: v.optional(PositiveInt, '2'),
+  QUERY_TIMEOUT_MS: v.optional(PositiveInt, '30000'),
+  QUERY_MEMORY_MB: v.optional(PositiveInt, '512'),
+  /** TEST-ONLY: a directory of plaintext CSV fixtures per session, until the encrypted data path lands. */
+  WORKER_PLAINTEXT_FIXTURES_DIR: v.optional(v.string()),
+});
+
+export type WorkerConfig = ReturnType<typeof loadWorkerConfig>;
+
+/** The worker's one reader of the environment; fails fast, naming the variable. */
+export function loadWorkerConfig(env: Record<string, string | undefined>) {
+  const result = v.safeParse(EnvSchema, env);
+  if (!result.success) {
+    const issue = result.issues[0]!;
+    throw new Error(`invalid worker configuration: ${issue.path?.map((p) => String(p.key)).join('.') ?? ''}: ${issue.message}`);
+  }
+  const e = result.output;
+  return {
+    instanceId: e.TEE_INSTANCE_ID,
+    port: e.WORKER_PORT,
+    host: e.WORKER_HOST,
+    dataDir: resolve(e.WORKER_DATA_DIR ?? join(e.CLEANROOM_DATA_DIR, 'worker')),
+    attestationMode: e.ATTESTATION_MODE,
+    imageDigest: e.WORKER_IMAGE_DIGEST,
+    attestationAudience: e.ATTESTATION_AUDIENCE,
+    controlPlaneUrl: e.CONTROL_PLANE_URL.replace(/\/$/, ''),
+    taskCallerEmail: e.TASK_CALLER_EMAIL.toLowerCase(),
+    taskCallerVerifier: e.TASK_CALLER_VERIFIER,
+    taskCallerAudience: e.TASK_CALLER_AUDIENCE,
+    taskKeysFile: resolve(e.TASK_KEYS_FILE ?? join(e.CLEANROOM_DATA_DIR, 'task-signing-public.json')),
+    workerEmail: e.WORKER_EMAIL.toLowerCase(),
+    executorSlots: e.EXECUTOR_SLOTS,
+    queryTimeoutMs: e.QUERY_TIMEOUT_MS,
+    queryMemoryMb: e.QUERY_MEMORY_MB,
+    plaintextFixturesDir: e.WORKER_PLAINTEXT_FIXTURES_DIR ? resolve(e.WORKER_PLAINTEXT_FIXTURES_DIR) : undefined,
+  };
+}
