@@ -14,12 +14,14 @@ async function main(): Promise<void> {
     dataDir: config.dataDir,
     apiPort: config.apiPort,
     apiHost: config.apiHost,
+    workerUrl: config.teeServiceEndpoint,
     log: jsonLogger(),
   });
   const lines = [
     'Clean room, embedded stack (local mode: dev identity, no TEE hardware)',
     `  API            ${stack.apiUrl}/api/tee  (OpenAPI: ${stack.apiUrl}/api/tee/openapi.json)`,
     `  dev identity   ${stack.apiUrl}/dev-idp  (WARNING: issues tokens for any email; local only)`,
+    `  task queue     SQLite, pushing to ${config.teeServiceEndpoint}/tasks`,
     `  data           ${join(config.dataDir, DB_FILE)}`,
     `  try            npx cleanroom login --email you@example.com && npx cleanroom session create --name demo`,
     'Ctrl-C to stop.',

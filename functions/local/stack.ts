@@ -1,11 +1,14 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { DEV_AUDIENCE, DEV_ISSUER, DevIdentityProvider } from '../adapters/identity/dev-idp.ts';
 import { JwksIdentityVerifier } from '../adapters/identity/jwks-verifier.ts';
+import { LocalTaskQueue } from '../adapters/queue/local.ts';
+import { LocalKeySigner } from '../adapters/signer/local-key.ts';
 import { SqliteSessionStore } from '../adapters/store/sqlite.ts';
 import type { Clock } from '../core/ports.ts';
+import { QueryService } from '../core/query-service.ts';
 import { SessionService } from '../core/session-service.ts';
 import { createApi } from '../http/app.ts';
 import { silentLogger, type Logger } from '../http/logger.ts';
@@ -20,17 +23,29 @@ export interface LocalStackOptions {
   apiHost?: string;
   log?: Logger;
   clock?: Clock;
+  /** The worker (`TEE_SERVICE_ENDPOINT`); tasks are pushed to `${workerUrl}/tasks`. Without it, tasks wait in the queue. */
+  workerUrl?: string;
+  /** How often the reconciler runs (DESIGN section 9: each minute in GCP). */
+  reconcileEveryMs?: number;
 }
 
 export interface LocalStack {
   apiUrl: string;
   devIdp: DevIdentityProvider;
   store: SqliteSessionStore;
+  queries: QueryService;
+  queue: LocalTaskQueue;
   close(): Promise<void>;
 }
 
 /** The database file inside the data directory. */
 export const DB_FILE = 'cleanroom.sqlite';
+/** The control plane's task-signing key (private, 0600) and the public JWKS the worker pins. */
+export const TASK_KEY_FILE = 'task-signing-key.json';
+export const TASK_PUBLIC_KEYS_FILE = 'task-signing-public.json';
+/** Identities of the two services in the embedded stack (service accounts in GCP). */
+export const CONTROL_PLANE_EMAIL = 'control-plane@cleanroom.local';
+export const WORKER_EMAIL = 'worker@cleanroom.local';
 
 /**
  * The embedded stack's composition root: SQLite store, dev identity provider, the API on
@@ -56,14 +71,41 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     audience: DEV_AUDIENCE,
     jwksUrl: new URL('/dev-idp/jwks.json', apiUrl),
   });
+  const signer = await LocalKeySigner.load(join(options.dataDir, TASK_KEY_FILE));
+  publishTaskKeys(join(options.dataDir, TASK_PUBLIC_KEYS_FILE), signer);
+  const queue = new LocalTaskQueue({
+    database: store.database,
+    url: new URL('/tasks', options.workerUrl ?? 'http://127.0.0.1:8080').toString(),
+    queueName: 'cleanroom-local',
+    tokenSource: async () => (await devIdp.issue(CONTROL_PLANE_EMAIL, { ttlSeconds: 600 })).token,
+    clock,
+    log,
+  });
   const sessions = new SessionService({ store, clock, newId: () => crypto.randomUUID() });
-  handle = createApi(routesFor('local'), { sessions, identity, log, devIdp });
+  const queries = new QueryService({
+    store,
+    clock,
+    queue,
+    signer,
+    newId: () => crypto.randomUUID(),
+    onDispatchFailure: (failure) => log.warn('task dispatch failed', { ...failure }),
+  });
+  handle = createApi(routesFor('local'), { sessions, queries, identity, log, devIdp, workerEmail: WORKER_EMAIL });
+  if (options.workerUrl) queue.start();
+  const reconcile = () =>
+    queries.reconcile().catch((error: unknown) => log.error('reconcile failed', { error: String(error) }));
+  const reconciler = setInterval(reconcile, options.reconcileEveryMs ?? 60_000);
+  reconciler.unref();
 
   return {
     apiUrl,
     devIdp,
     store,
+    queries,
+    queue,
     close: async () => {
+      clearInterval(reconciler);
+      await queue.stop({ graceMs: 2000 });
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -71,6 +113,13 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
       store.close();
     },
   };
+}
+
+/** Writes the public half of the task-signing key where the worker reads it (atomically). */
+function publishTaskKeys(path: string, signer: LocalKeySigner): void {
+  const temp = `${path}.${process.pid}.tmp`;
+  writeFileSync(temp, JSON.stringify({ keys: [signer.publicJwk()] }, null, 2));
+  renameSync(temp, path);
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {
