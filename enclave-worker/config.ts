@@ -11,6 +11,8 @@ const EnvSchema = v.object({
   WORKER_PORT: v.optional(Port, '8080'),
   /** Loopback by default: the embedded stack is for one machine. The deployment sets 0.0.0.0. */
   WORKER_HOST: v.optional(v.pipe(v.string(), v.minLength(1)), '127.0.0.1'),
+  /** How clients reach this worker (`TEE_SERVICE_ENDPOINT`); names the dev attester's issuer. */
+  TEE_SERVICE_ENDPOINT: v.optional(Url, 'http://localhost:8080'),
   /** The embedded stack's data directory; the worker's defaults below live inside it. */
   CLEANROOM_DATA_DIR: v.optional(v.pipe(v.string(), v.minLength(1)), '.cleanroom-data'),
   WORKER_DATA_DIR: v.optional(v.pipe(v.string(), v.minLength(1))),
@@ -51,6 +53,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined>) {
     instanceId: e.TEE_INSTANCE_ID,
     port: e.WORKER_PORT,
     host: e.WORKER_HOST,
+    publicUrl: e.TEE_SERVICE_ENDPOINT.replace(/\/$/, ''),
     dataDir: resolve(e.WORKER_DATA_DIR ?? join(e.CLEANROOM_DATA_DIR, 'worker')),
     attestationMode: e.ATTESTATION_MODE,
     imageDigest: e.WORKER_IMAGE_DIGEST,
