@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -45,7 +45,11 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
   const log = options.log ?? { info() {}, warn() {}, error() {} };
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const startedAt = Date.now();
-  const server = createServer();
+  // Listening first tells us the port (the dev attester's issuer may need it); until the app is
+  // built every request gets a 503 instead of hanging on a server with no handler.
+  let handle: (request: Request) => Promise<Response> = async () =>
+    new Response('{"error":{"code":"STORE_UNAVAILABLE","message":"starting"}}', { status: 503, headers: { 'retry-after': '1' } });
+  const server = createServer(toNodeListener((request) => handle(request)));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
@@ -135,7 +139,7 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
     documents: documentsOf(attester),
     clientKey: (request) => request.headers.get('x-forwarded-for')?.split(',')[0]?.trim() ?? 'direct',
   });
-  server.on('request', toNodeListener(app));
+  handle = app;
 
   return {
     url,
