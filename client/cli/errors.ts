@@ -5,7 +5,8 @@ export type CliErrorCode =
   | 'NOT_LOGGED_IN'
   | 'TOKEN_EXPIRED'
   | 'CREDENTIALS_INVALID'
-  | 'SIGN_IN_UNSUPPORTED';
+  | 'SIGN_IN_UNSUPPORTED'
+  | 'WAIT_TIMEOUT';
 
 /** An expected CLI failure: printed as `error: CODE: message`, never with a stack. */
 export class CliError extends Error {

@@ -1,8 +1,9 @@
 import * as v from 'valibot';
 import { CleanroomError } from '../../protocol/errors.ts';
+import type { ProposeQueryRequest, QueryStatus } from '../../protocol/query.ts';
 import { SessionIdSchema, type CreateSessionRequest, type SessionStatus, type SessionView } from '../../protocol/session.ts';
 import { TransportError } from './errors.ts';
-import { SessionPageSchema, SessionViewSchema } from './schemas.ts';
+import { QueryPageSchema, QueryViewSchema, SessionPageSchema, SessionViewSchema, type QueryView } from './schemas.ts';
 import { requestJson, type FetchLike } from './transport.ts';
 
 /** How a {@link CleanroomApi} reaches the API. */
@@ -32,9 +33,25 @@ export interface SessionPage {
   next_cursor: string | null;
 }
 
+/** `GET /api/tee/sessions/:id/queries` filters. */
+export interface ListQueriesQuery {
+  status?: QueryStatus;
+  /** Page size, 1-200 (the API's default is 50). */
+  limit?: number;
+  /** `next_cursor` of the previous page. */
+  cursor?: string;
+}
+
+/** One page of a session's queries; `next_cursor` is null on the last page. */
+export interface QueryPage {
+  queries: QueryView[];
+  next_cursor: string | null;
+}
+
 /**
- * The sessions API for browsers and Node alike (only `fetch`). Methods throw `CleanroomError`
- * with the API's code when the API refuses, and `TransportError` when no API answer arrived.
+ * The sessions and queries API for browsers and Node alike (only `fetch`). Methods throw
+ * `CleanroomError` with the API's code when the API refuses, and `TransportError` when no API
+ * answer arrived.
  */
 export class CleanroomApi {
   readonly #baseUrl: string;
@@ -56,27 +73,12 @@ export class CleanroomApi {
 
   /** One page of the caller's sessions, newest first. */
   async listSessions(query: ListSessionsQuery = {}): Promise<SessionPage> {
-    const params = new URLSearchParams();
-    if (query.status !== undefined) params.set('status', query.status);
-    if (query.limit !== undefined) params.set('limit', String(query.limit));
-    if (query.cursor !== undefined) params.set('cursor', query.cursor);
-    const qs = params.size > 0 ? `?${params}` : '';
-    return this.#call('GET', `/api/tee/sessions${qs}`, SessionPageSchema);
+    return this.#call('GET', `/api/tee/sessions${queryString(query)}`, SessionPageSchema);
   }
 
   /** Every session of the caller across all pages, newest first, fetched a page at a time. */
   async *iterateSessions(query: Omit<ListSessionsQuery, 'cursor'> = {}): AsyncGenerator<SessionView, void, undefined> {
-    let cursor: string | undefined;
-    for (;;) {
-      const page = await this.listSessions({ ...query, ...(cursor !== undefined ? { cursor } : {}) });
-      yield* page.sessions;
-      if (page.next_cursor === null) return;
-      // A cursor that does not move would loop forever.
-      if (page.next_cursor === cursor || page.sessions.length === 0) {
-        throw new TransportError('UNEXPECTED_RESPONSE', `${this.#baseUrl}/api/tee/sessions`, 'the API returned a page cursor that does not advance');
-      }
-      cursor = page.next_cursor;
-    }
+    yield* this.#walk('/api/tee/sessions', (cursor) => this.listSessions({ ...query, ...cursor }), (page) => page.sessions);
   }
 
   /** `GET /api/tee/sessions/:id`; SESSION_NOT_FOUND also when the caller does not take part. */
@@ -87,6 +89,66 @@ export class CleanroomApi {
   /** `DELETE /api/tee/sessions/:id`: owner only; closing a closed session is a no-op. */
   async closeSession(id: string): Promise<SessionView> {
     return this.#call('DELETE', sessionPath(id), SessionViewSchema);
+  }
+
+  /**
+   * `POST /api/tee/sessions/:id/queries`: a participant proposes SQL; the answer is
+   * PENDING_APPROVAL, or QUEUED at once when the proposer is the only approver. Recipients
+   * default to the proposer.
+   */
+  async proposeQuery(sessionId: string, input: ProposeQueryRequest): Promise<QueryView> {
+    return this.#call('POST', `${sessionPath(sessionId)}/queries`, QueryViewSchema, input);
+  }
+
+  /** One page of a session's queries, newest first. */
+  async listQueries(sessionId: string, query: ListQueriesQuery = {}): Promise<QueryPage> {
+    const path = `${sessionPath(sessionId)}/queries${queryString(query)}`;
+    return this.#call('GET', path, QueryPageSchema);
+  }
+
+  /** Every query of a session across all pages, newest first, fetched a page at a time. */
+  async *iterateQueries(sessionId: string, query: Omit<ListQueriesQuery, 'cursor'> = {}): AsyncGenerator<QueryView, void, undefined> {
+    const path = `${sessionPath(sessionId)}/queries`;
+    yield* this.#walk(path, (cursor) => this.listQueries(sessionId, { ...query, ...cursor }), (page) => page.queries);
+  }
+
+  /** `GET /api/tee/sessions/:id/queries/:qid`: SESSION_NOT_FOUND, then QUERY_NOT_FOUND. */
+  async getQuery(sessionId: string, queryId: string): Promise<QueryView> {
+    return this.#call('GET', queryPath(sessionId, queryId), QueryViewSchema);
+  }
+
+  /** A required approver approves; the approval that completes the policy answers QUEUED. */
+  async approveQuery(sessionId: string, queryId: string): Promise<QueryView> {
+    return this.#call('POST', `${queryPath(sessionId, queryId)}/approve`, QueryViewSchema);
+  }
+
+  /** A required approver rejects; the query is REJECTED for good. */
+  async rejectQuery(sessionId: string, queryId: string): Promise<QueryView> {
+    return this.#call('POST', `${queryPath(sessionId, queryId)}/reject`, QueryViewSchema);
+  }
+
+  /** The proposer or the session owner cancels a query that has not started. */
+  async cancelQuery(sessionId: string, queryId: string): Promise<QueryView> {
+    return this.#call('POST', `${queryPath(sessionId, queryId)}/cancel`, QueryViewSchema);
+  }
+
+  async *#walk<P extends { next_cursor: string | null }, T>(
+    path: string,
+    fetchPage: (cursor: { cursor?: string }) => Promise<P>,
+    items: (page: P) => T[],
+  ): AsyncGenerator<T, void, undefined> {
+    let cursor: string | undefined;
+    for (;;) {
+      const page = await fetchPage(cursor !== undefined ? { cursor } : {});
+      const found = items(page);
+      yield* found;
+      if (page.next_cursor === null) return;
+      // A cursor that does not move would loop forever.
+      if (page.next_cursor === cursor || found.length === 0) {
+        throw new TransportError('UNEXPECTED_RESPONSE', `${this.#baseUrl}${path}`, 'the API returned a page cursor that does not advance');
+      }
+      cursor = page.next_cursor;
+    }
   }
 
   async #call<S extends v.GenericSchema>(
@@ -112,4 +174,21 @@ export class CleanroomApi {
 function sessionPath(id: string): string {
   if (!v.is(SessionIdSchema, id)) throw new CleanroomError('VALIDATION_FAILED', 'not a valid session id');
   return `/api/tee/sessions/${encodeURIComponent(id)}`;
+}
+
+const QueryIdSchema = v.pipe(v.string(), v.uuid());
+
+/** A query's path; its id is a UUID, checked here for the same reason as the session's. */
+function queryPath(sessionId: string, queryId: string): string {
+  if (!v.is(QueryIdSchema, queryId)) throw new CleanroomError('VALIDATION_FAILED', 'not a valid query id');
+  return `${sessionPath(sessionId)}/queries/${encodeURIComponent(queryId)}`;
+}
+
+/** `?status=&limit=&cursor=` with the given filters only. */
+function queryString(query: { status?: string; limit?: number; cursor?: string }): string {
+  const params = new URLSearchParams();
+  if (query.status !== undefined) params.set('status', query.status);
+  if (query.limit !== undefined) params.set('limit', String(query.limit));
+  if (query.cursor !== undefined) params.set('cursor', query.cursor);
+  return params.size > 0 ? `?${params}` : '';
 }

@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { QUERY_STATUSES } from '../../protocol/query.ts';
 import { APPROVAL_POLICIES, SESSION_STATUSES } from '../../protocol/session.ts';
 
 // The API's answers, checked once where they arrive. Loose objects: a newer API may add fields
@@ -31,6 +32,50 @@ export const SessionViewSchema = v.looseObject({
 export const SessionPageSchema = v.looseObject({
   sessions: v.array(SessionViewSchema),
   next_cursor: v.nullable(v.string()),
+});
+
+const Timestamp = v.string();
+
+/** A `QueryView` as received: status, decisions, timings and a fixed error code, never a result. */
+export const QueryViewSchema = v.looseObject({
+  id: v.string(),
+  session_id: v.string(),
+  sql: v.string(),
+  proposer: v.string(),
+  recipients: v.array(v.string()),
+  status: v.picklist(QUERY_STATUSES),
+  required_approvers: v.array(v.string()),
+  decisions: v.array(v.looseObject({ email: v.string(), decision: v.picklist(['approve', 'reject']), at: Timestamp })),
+  attempt: v.number(),
+  created_at: Timestamp,
+  updated_at: Timestamp,
+  approved_at: v.nullable(Timestamp),
+  queued_at: v.nullable(Timestamp),
+  started_at: v.nullable(Timestamp),
+  finished_at: v.nullable(Timestamp),
+  // A plain string: a code newer than this client is still shown, not refused.
+  error_code: v.nullable(v.string()),
+  stats: v.nullable(v.looseObject({ rows: v.nullable(v.number()), bytes: v.number(), elapsed_ms: v.number() })),
+  result_ref: v.nullable(v.string()),
+});
+export type QueryView = v.InferOutput<typeof QueryViewSchema>;
+
+/** One page of `GET /api/tee/sessions/:id/queries`. */
+export const QueryPageSchema = v.looseObject({
+  queries: v.array(QueryViewSchema),
+  next_cursor: v.nullable(v.string()),
+});
+
+/**
+ * The worker's `GET /attestation?nonce=` answer. Untrusted until the token is verified: the
+ * identity key is only passed on to the verifier, which checks that the token binds it.
+ */
+export const AttestationAnswerSchema = v.looseObject({
+  token: v.pipe(v.string(), v.minLength(1), v.maxLength(16_384)),
+  kind: v.pipe(v.string(), v.maxLength(64)),
+  expires_at: v.nullable(v.pipe(v.string(), v.maxLength(64))),
+  identity_jwk: v.record(v.string(), v.unknown()),
+  instance_id: v.pipe(v.string(), v.maxLength(128)),
 });
 
 /** `POST /dev-idp/token`. */

@@ -19,12 +19,22 @@ export interface JsonRequest<S extends v.GenericSchema> {
   timeoutMs: number;
   /** The shape of a successful answer. */
   schema: S;
+  /** Who is asked, for the transport errors' codes and messages (default `api`). */
+  peer?: Peer;
 }
 
+/** The two services a client talks to. */
+export type Peer = 'api' | 'worker';
+
+const PEERS = {
+  api: { name: 'the API', short: 'API', unreachable: 'API_UNREACHABLE', timeout: 'API_TIMEOUT', hint: 'is `npm start` running?' },
+  worker: { name: 'the worker', short: 'worker', unreachable: 'WORKER_UNREACHABLE', timeout: 'WORKER_TIMEOUT', hint: 'is it running, and is this its URL?' },
+} as const;
+
 /**
- * Sends one request and returns the validated answer. Throws `CleanroomError` with the API's
- * code for an error body, and `TransportError` when no API answer arrived (refused connection,
- * timeout, a body that is not the API's).
+ * Sends one request and returns the validated answer. Throws `CleanroomError` with the peer's
+ * code for an error body, and `TransportError` when no answer of the peer arrived (refused
+ * connection, timeout, a body that is not the peer's).
  */
 export async function requestJson<S extends v.GenericSchema>(request: JsonRequest<S>): Promise<v.InferOutput<S>> {
   const url = `${request.baseUrl}${request.path}`;
@@ -48,13 +58,14 @@ export async function requestJson<S extends v.GenericSchema>(request: JsonReques
     retryAfter = response.headers.get('retry-after');
     text = await response.text();
   } catch (error) {
-    throw toTransportError(error, request.baseUrl, url, request.timeoutMs);
+    throw toTransportError(error, request.peer ?? 'api', request.baseUrl, url, request.timeoutMs);
   }
   const body = parseJson(text);
   if (status < 200 || status > 299) throw toApiError(body, status, url, retryAfter);
   const result = v.safeParse(request.schema, body);
   if (!result.success) {
-    throw new TransportError('UNEXPECTED_RESPONSE', url, `unexpected answer from ${url}: the body is not the API's`, {
+    const { short } = PEERS[request.peer ?? 'api'];
+    throw new TransportError('UNEXPECTED_RESPONSE', url, `unexpected answer from ${url}: the body is not the ${short}'s`, {
       status,
     });
   }
@@ -84,15 +95,12 @@ function toApiError(body: unknown, status: number, url: string, retryAfter: stri
   });
 }
 
-function toTransportError(error: unknown, baseUrl: string, url: string, timeoutMs: number): Error {
+function toTransportError(error: unknown, peer: Peer, baseUrl: string, url: string, timeoutMs: number): Error {
+  const { name, unreachable, timeout, hint } = PEERS[peer];
   if (error instanceof DOMException && error.name === 'TimeoutError') {
-    return new TransportError('API_TIMEOUT', url, `the API at ${baseUrl} did not answer within ${timeoutMs / 1000} s`, {
-      cause: error,
-    });
+    return new TransportError(timeout, url, `${name} at ${baseUrl} did not answer within ${timeoutMs / 1000} s`, { cause: error });
   }
   if (error instanceof DOMException && error.name === 'AbortError') return error;
   // fetch reports refused connections, DNS failures and resets as a TypeError (cause: the socket error).
-  return new TransportError('API_UNREACHABLE', url, `cannot reach the API at ${baseUrl}: is \`npm start\` running?`, {
-    cause: error,
-  });
+  return new TransportError(unreachable, url, `cannot reach ${name} at ${baseUrl}: ${hint}`, { cause: error });
 }

@@ -53,8 +53,8 @@ export interface CliResult {
 
 const BIN = resolve(import.meta.dirname, '../../client/cli/bin.ts');
 
-/** Runs the CLI as a child process with only the environment it needs. */
-export function runCli(args: string[], env: { CLEANROOM_API?: string; CLEANROOM_HOME: string }): Promise<CliResult> {
+/** Runs the CLI as a child process with only the environment it needs (undefined values are left out). */
+export function runCli(args: string[], env: { CLEANROOM_API?: string; CLEANROOM_HOME: string; [name: string]: string | undefined }): Promise<CliResult> {
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       env: { PATH: process.env.PATH ?? '', HOME: env.CLEANROOM_HOME, ...env },
