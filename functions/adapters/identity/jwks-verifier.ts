@@ -3,6 +3,9 @@ import { CleanroomError } from '../../../protocol/errors.ts';
 import type { IdentityVerifier, Principal } from '../../core/ports.ts';
 import { principalFromClaims } from './claims.ts';
 
+/** Verified tokens remembered (oldest dropped first). */
+const VERIFIED_CACHE_SIZE = 1000;
+
 export interface JwksVerifierOptions {
   issuer: string;
   audience: string | string[];
@@ -24,6 +27,7 @@ export interface JwksVerifierOptions {
 export class JwksIdentityVerifier implements IdentityVerifier {
   readonly #options: JwksVerifierOptions;
   readonly #keys: JWTVerifyGetKey;
+  readonly #verified = new Map<string, Record<string, unknown>>();
 
   constructor(options: JwksVerifierOptions) {
     this.#options = options;
@@ -31,6 +35,11 @@ export class JwksIdentityVerifier implements IdentityVerifier {
   }
 
   async verify(token: string, options?: { nonce?: string }): Promise<Principal> {
+    const cached = this.#verified.get(token);
+    const nowSeconds = (this.#options.currentDate?.() ?? new Date()).getTime() / 1000;
+    // A token whose signature, issuer and audience were verified stays valid until it expires
+    // (ID tokens cannot be revoked), so the signature check is not repeated on every request.
+    if (cached && typeof cached.exp === 'number' && cached.exp > nowSeconds) return principalFromClaims(cached, options?.nonce);
     let payload: Record<string, unknown>;
     try {
       ({ payload } = await jwtVerify(token, this.#keys, {
@@ -45,6 +54,9 @@ export class JwksIdentityVerifier implements IdentityVerifier {
       // Say little to the caller; the cause (never the token) is kept for the log.
       throw new CleanroomError('UNAUTHENTICATED', 'invalid or expired token', { cause });
     }
-    return principalFromClaims(payload, options?.nonce);
+    const principal = principalFromClaims(payload, options?.nonce);
+    if (this.#verified.size >= VERIFIED_CACHE_SIZE) this.#verified.delete(this.#verified.keys().next().value!);
+    this.#verified.set(token, payload);
+    return principal;
   }
 }

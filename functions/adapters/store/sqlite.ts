@@ -1,4 +1,4 @@
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { AuditEntry } from '../../../protocol/audit.ts';
 import { CleanroomError } from '../../../protocol/errors.ts';
 import type { QueryStatus } from '../../../protocol/query.ts';
@@ -89,6 +89,10 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
       // busy_timeout first: switching to WAL and creating tables may wait for another opener.
       database.exec(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
       database.exec('PRAGMA journal_mode = WAL');
+      // In WAL mode NORMAL still survives a crash of the process (every commit is in the WAL);
+      // only an OS crash or power loss may roll back the last commits, never corrupt the file.
+      // FULL would fsync on every commit, the main cost of a write here (docs/benchmarks.md).
+      database.exec('PRAGMA synchronous = NORMAL');
       database.exec('PRAGMA foreign_keys = ON');
       immediateTransaction(database, () => database.exec(SCHEMA));
     } catch (error) {
@@ -98,6 +102,18 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
     return new SqliteSessionStore(database);
   }
 
+  readonly #statements = new Map<string, StatementSync>();
+
+  /** A prepared statement, compiled once per connection: preparing is a large share of a small write. */
+  #stmt(sql: string): StatementSync {
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      statement = this.database.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
   close(): void {
     if (this.database.isOpen) this.database.close();
   }
@@ -105,8 +121,7 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
   async create(session: SessionRecord, entry: AuditEntry): Promise<void> {
     assertWritable(session, entry, null);
     this.#write(() => {
-      const inserted = this.database
-        .prepare(
+      const inserted = this.#stmt(
           `INSERT INTO sessions (id, doc, status, created_at, version) VALUES (?, ?, ?, ?, ?)
            ON CONFLICT (id) DO NOTHING`,
         )
@@ -118,15 +133,14 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
   }
 
   async get(id: string): Promise<SessionRecord | null> {
-    const row = this.#read(() => this.database.prepare('SELECT doc FROM sessions WHERE id = ?').get(id));
+    const row = this.#read(() => this.#stmt('SELECT doc FROM sessions WHERE id = ?').get(id));
     return row === undefined ? null : parseSessionRow(row, id);
   }
 
   async update(session: SessionRecord, expectedVersion: number, entry: AuditEntry): Promise<void> {
     assertWritable(session, entry, expectedVersion);
     this.#write(() => {
-      const updated = this.database
-        .prepare('UPDATE sessions SET doc = ?, status = ?, created_at = ?, version = ? WHERE id = ? AND version = ?')
+      const updated = this.#stmt('UPDATE sessions SET doc = ?, status = ?, created_at = ?, version = ? WHERE id = ? AND version = ?')
         .run(JSON.stringify(session), session.status, session.created_at, session.version, session.id, expectedVersion);
       if (updated.changes === 0) throw new CleanroomError('CONFLICT', 'the session changed or no longer exists');
       this.#writeParticipants(session);
@@ -148,8 +162,7 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
       params.push(options.after.created_at, options.after.created_at, options.after.id);
     }
     const rows = this.#read(() =>
-      this.database
-        .prepare(
+      this.#stmt(
           `SELECT s.id, s.doc FROM session_participants p JOIN sessions s ON s.id = p.session_id
            WHERE ${conditions.join(' AND ')} ORDER BY s.created_at DESC, s.id DESC LIMIT ?`,
         )
@@ -161,8 +174,7 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
   async listAudit(sessionId: string, afterSeq: number, limit: number): Promise<AuditEntry[]> {
     assertPage(limit, afterSeq);
     const rows = this.#read(() =>
-      this.database
-        .prepare('SELECT seq, doc FROM audit WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?')
+      this.#stmt('SELECT seq, doc FROM audit WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?')
         .all(sessionId, afterSeq, limit),
     );
     return rows.map((row) => parseStoredAuditEntry(parseJson(row.doc, 'stored audit entry is malformed'), sessionId, Number(row.seq)));
@@ -170,7 +182,7 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
 
   async getQuery(sessionId: string, queryId: string): Promise<QueryRecord | null> {
     const row = this.#read(() =>
-      this.database.prepare('SELECT doc FROM queries WHERE id = ? AND session_id = ?').get(queryId, sessionId),
+      this.#stmt('SELECT doc FROM queries WHERE id = ? AND session_id = ?').get(queryId, sessionId),
     );
     return row === undefined ? null : parseQueryRow(row, sessionId, queryId);
   }
@@ -188,8 +200,7 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
       params.push(options.after.created_at, options.after.created_at, options.after.id);
     }
     const rows = this.#read(() =>
-      this.database
-        .prepare(`SELECT id, doc FROM queries WHERE ${conditions.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`)
+      this.#stmt(`SELECT id, doc FROM queries WHERE ${conditions.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`)
         .all(...params, options.limit),
     );
     return rows.map((row) => parseQueryRow(row, sessionId, String(row.id)));
@@ -200,8 +211,7 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
     const { query, entry, expectedQueryVersion, expectedSessionVersion } = write;
     try {
       immediateTransaction(this.database, () => {
-        const session = this.database
-          .prepare(`SELECT version, json_extract(doc, '$.audit_head') AS head FROM sessions WHERE id = ?`)
+        const session = this.#stmt(`SELECT version, json_extract(doc, '$.audit_head') AS head FROM sessions WHERE id = ?`)
           .get(query.session_id);
         if (session === undefined || session.version !== expectedSessionVersion) {
           throw new CleanroomError('CONFLICT', 'the session changed or no longer exists');
@@ -210,20 +220,17 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
           throw new TypeError("the audit entry does not extend the session's stored chain");
         }
         // Only the two fields a query transition changes: the rest of the session stays as stored.
-        this.database
-          .prepare(`UPDATE sessions SET doc = json_set(doc, '$.version', ?, '$.audit_head', json(?)), version = ? WHERE id = ?`)
+        this.#stmt(`UPDATE sessions SET doc = json_set(doc, '$.version', ?, '$.audit_head', json(?)), version = ? WHERE id = ?`)
           .run(expectedSessionVersion + 1, JSON.stringify({ seq: entry.seq, hash: entry.hash }), expectedSessionVersion + 1, query.session_id);
         const doc = JSON.stringify(query);
         const written =
           expectedQueryVersion === null
-            ? this.database
-                .prepare(
+            ? this.#stmt(
                   `INSERT INTO queries (id, session_id, doc, status, status_since, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (id) DO NOTHING`,
                 )
                 .run(query.id, query.session_id, doc, query.status, query.status_since, query.created_at, query.version)
-            : this.database
-                .prepare(
+            : this.#stmt(
                   `UPDATE queries SET doc = ?, status = ?, status_since = ?, version = ?
                    WHERE id = ? AND session_id = ? AND version = ?`,
                 )
@@ -250,8 +257,7 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
       params.push(options.after.status_since, options.after.status_since, options.after.id);
     }
     const rows = this.#read(() =>
-      this.database
-        .prepare(`SELECT id, session_id, doc FROM queries WHERE ${conditions.join(' AND ')} ORDER BY status_since, id LIMIT ?`)
+      this.#stmt(`SELECT id, session_id, doc FROM queries WHERE ${conditions.join(' AND ')} ORDER BY status_since, id LIMIT ?`)
         .all(...params, options.limit),
     );
     return rows.map((row) => parseQueryRow(row, String(row.session_id), String(row.id)));
@@ -259,15 +265,14 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
 
   #writeParticipants(session: SessionRecord): void {
     // Rewritten whole on every write: simpler than a diff, and a session has at most 50.
-    this.database.prepare('DELETE FROM session_participants WHERE session_id = ?').run(session.id);
-    const insert = this.database.prepare('INSERT OR IGNORE INTO session_participants (email, session_id) VALUES (?, ?)');
+    this.#stmt('DELETE FROM session_participants WHERE session_id = ?').run(session.id);
+    const insert = this.#stmt('INSERT OR IGNORE INTO session_participants (email, session_id) VALUES (?, ?)');
     for (const email of session.participant_emails) insert.run(email, session.id);
   }
 
   #appendAudit(entry: AuditEntry): void {
     // A duplicate (session_id, seq) means the chain moved without the version: a lost race.
-    this.database
-      .prepare('INSERT INTO audit (session_id, seq, doc) VALUES (?, ?, ?)')
+    this.#stmt('INSERT INTO audit (session_id, seq, doc) VALUES (?, ?, ?)')
       .run(entry.session_id, entry.seq, JSON.stringify(entry));
   }
 
