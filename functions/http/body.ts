@@ -1,6 +1,7 @@
 import * as v from 'valibot';
 import { CleanroomError } from '../../protocol/errors.ts';
 import { LIMITS } from '../../protocol/session.ts';
+import { readCappedBytes, utf8OrUndefined } from '../../runtime/read-body.ts';
 
 /** The first validation issue as `path: message`, enough for a developer to fix the request. */
 export function describeIssues(issues: readonly v.BaseIssue<unknown>[]): string {
@@ -38,29 +39,7 @@ export async function readJson<S extends v.GenericSchema>(request: Request, sche
 
 /** The body as UTF-8 text, refusing (without reading on) anything over `maxBytes`. */
 export async function readText(request: Request, maxBytes: number): Promise<string> {
-  const declared = Number(request.headers.get('content-length') ?? '0');
-  if (declared > maxBytes) throw tooLarge(maxBytes);
-  if (!request.body) return '';
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel();
-      throw tooLarge(maxBytes);
-    }
-    chunks.push(value);
-  }
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
-  } catch {
-    throw new CleanroomError('MALFORMED_JSON', 'the body is not valid UTF-8');
-  }
-}
-
-function tooLarge(maxBytes: number): CleanroomError {
-  return new CleanroomError('PAYLOAD_TOO_LARGE', `the body is larger than ${maxBytes} bytes`);
+  const text = utf8OrUndefined(await readCappedBytes(request, maxBytes));
+  if (text === undefined) throw new CleanroomError('MALFORMED_JSON', 'the body is not valid UTF-8');
+  return text;
 }
