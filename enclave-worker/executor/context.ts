@@ -1,6 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import { setPriority } from 'node:os';
 import * as v from 'valibot';
 import { CleanroomError, type ErrorCode } from '../../protocol/errors.ts';
 import type { ContextFailureCode } from './codes.ts';
@@ -8,6 +6,7 @@ import { encodeFrame, FrameReader } from './framing.ts';
 import type { ExecutorLimits } from './limits.ts';
 import { ChildFrameSchema, type ChildFrame, type ParentFrame } from './messages.ts';
 import type { InputTable, QueryResult, ResultValue } from './ports.ts';
+import { renice, residentKb } from './process-control.ts';
 import { contextCommand, type SandboxOptions, type UidPool } from './sandbox.ts';
 
 /** How often the watchdog samples a running context's resident memory. */
@@ -17,19 +16,10 @@ const RSS_SAMPLE_MS = 20;
  * the queries running meanwhile; it runs its query at normal priority; and after a short while it is
  * demoted, so one session's long query yields the CPU to other sessions' short ones.
  */
-const STARTING_PRIORITY = 5;
+const STARTING_PRIORITY = 10;
 const RUNNING_PRIORITY = 0;
 const DEMOTE_AFTER_MS = 100;
-const DEMOTED_PRIORITY = 10;
-
-/** Best effort: a process may have exited, and only root may lower a nice value. */
-function renice(pid: number | undefined, priority: number): void {
-  try {
-    if (pid !== undefined) setPriority(pid, priority);
-  } catch {
-    // Priority is an optimisation, never a correctness condition.
-  }
-}
+const DEMOTED_PRIORITY = 19;
 /** Frame overhead allowed on top of `maxBytes` (column list, JSON framing). */
 const FRAME_SLACK_BYTES = 1024 * 1024;
 
@@ -249,16 +239,5 @@ export class ExecutionContext {
     if (pending.expect === 'ready') return pending.reject(codeError('INTERNAL'));
     const memory = signal === 'SIGABRT' || signal === 'SIGKILL' || exitCode === 134 || exitCode === 137;
     pending.reject(codeError(memory ? 'QUERY_MEMORY_LIMIT' : 'QUERY_FAILED'));
-  }
-}
-
-/** Resident set size of a process in KiB, from `/proc` (Linux); undefined once it is gone. */
-async function residentKb(pid: number): Promise<number | undefined> {
-  try {
-    const status = await readFile(`/proc/${pid}/status`, 'utf8');
-    const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
-    return match ? Number(match[1]) : undefined;
-  } catch {
-    return undefined;
   }
 }

@@ -68,6 +68,8 @@ export function createExecutor(options: ExecutorOptions): Executor {
     const onAbort = (): void => context.kill();
     signal.addEventListener('abort', onAbort, { once: true });
     try {
+      // The abort may have fired between the take and the listener.
+      signal.throwIfAborted();
       const started = now();
       context.arm();
       const decision = checkQueryTree(await context.parse(request.sql), names);

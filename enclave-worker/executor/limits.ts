@@ -36,9 +36,20 @@ export const DEFAULT_LIMITS: ExecutorLimits = {
   maxBytes: 64 * 1024 * 1024,
 };
 
-/** `DEFAULT_LIMITS` with `overrides`, validated; a bad value is a bug in the caller (TypeError). */
+/** Resident memory of an idle context (Node, DuckDB loaded, database created), with a margin. */
+const CONTEXT_BASELINE_MB = 256;
+
+/**
+ * `DEFAULT_LIMITS` with `overrides`, validated; a bad value is a bug in the caller (TypeError).
+ * Unless given, `rssLimitMb` grows with the other two budgets, so the watchdog never cuts a query
+ * short of its own DuckDB and heap limits.
+ */
 export function resolveLimits(overrides: Partial<ExecutorLimits> = {}): ExecutorLimits {
-  const result = v.safeParse(ExecutorLimitsSchema, { ...DEFAULT_LIMITS, ...overrides });
+  const merged = { ...DEFAULT_LIMITS, ...overrides };
+  if (overrides.rssLimitMb === undefined) {
+    merged.rssLimitMb = Math.max(DEFAULT_LIMITS.rssLimitMb, merged.memoryLimitMb + merged.heapMb + CONTEXT_BASELINE_MB);
+  }
+  const result = v.safeParse(ExecutorLimitsSchema, merged);
   if (!result.success) {
     const issue = result.issues[0]!;
     throw new TypeError(`executor limits: ${issue.path?.map((p) => String(p.key)).join('.') ?? ''}: ${issue.message}`);

@@ -5,8 +5,9 @@ import { INPUT_COLUMN_TYPES, type InputColumnType, type InputSource, type InputT
 /**
  * ⚠ TEST-ONLY adapters of the executor's ports: plaintext inputs read from CSV files and plaintext
  * results kept in memory. They exist so tests and benchmarks drive the executor through the same
- * ports the encrypted data path will use (issue 3 of 6). The worker's composition root must never
- * construct them; each refuses to be constructed unless `allowTestOnly: true` is passed.
+ * ports the encrypted data path will use (issue 3 of 6). A deployment must never construct them
+ * (a local stack may, only behind an explicit TEST-ONLY setting that it logs); each refuses to be
+ * constructed unless `allowTestOnly: true` is passed.
  */
 
 /** Proof that the caller knows it is using a TEST-ONLY adapter. */

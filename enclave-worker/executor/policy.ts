@@ -1,5 +1,6 @@
 import { CleanroomError } from '../../protocol/errors.ts';
 import { isAllowedFunction } from './policy-functions.ts';
+import { EXPRESSION_BASE, EXPRESSION_FIELDS, MODIFIER_FIELDS, QUERY_NODE_BASE, QUERY_NODE_FIELDS, TABLE_REF_BASE, TABLE_REF_FIELDS } from './policy-shapes.ts';
 
 /**
  * The pre-execution checker: a pure function over DuckDB's own parse tree (`json_serialize_sql`,
@@ -42,53 +43,6 @@ const MESSAGE = {
 function refuse(reason: keyof typeof MESSAGE): never {
   throw new CleanroomError('POLICY_VIOLATION', MESSAGE[reason]);
 }
-
-const EXPRESSION_BASE = ['class', 'type', 'alias', 'query_location'];
-const TABLE_REF_BASE = ['type', 'alias', 'sample', 'query_location'];
-const QUERY_NODE_BASE = ['type', 'modifiers', 'cte_map'];
-
-// The known fields of each expression class; a field not listed refuses the query.
-const EXPRESSION_FIELDS: Record<string, readonly string[]> = {
-  CONSTANT: ['value'],
-  COLUMN_REF: ['column_names'],
-  FUNCTION: ['function_name', 'schema', 'catalog', 'children', 'filter', 'order_bys', 'distinct', 'is_operator', 'export_state'],
-  WINDOW: [
-    'function_name', 'schema', 'catalog', 'children', 'partitions', 'orders', 'start', 'end', 'start_expr', 'end_expr',
-    'offset_expr', 'default_expr', 'ignore_nulls', 'filter_expr', 'exclude_clause', 'distinct', 'arg_orders',
-  ],
-  STAR: ['relation_name', 'exclude_list', 'replace_list', 'columns', 'expr', 'qualified_exclude_list', 'rename_list'],
-  CAST: ['child', 'cast_type', 'try_cast'],
-  COMPARISON: ['left', 'right'],
-  CONJUNCTION: ['children'],
-  OPERATOR: ['children'],
-  CASE: ['case_checks', 'else_expr'],
-  BETWEEN: ['input', 'lower', 'upper'],
-  SUBQUERY: ['subquery_type', 'subquery', 'child', 'comparison_type'],
-  LAMBDA: ['lhs', 'expr'],
-  COLLATE: ['child', 'collation'],
-  POSITIONAL_REFERENCE: ['index'],
-};
-
-const TABLE_REF_FIELDS: Record<string, readonly string[]> = {
-  BASE_TABLE: ['schema_name', 'table_name', 'column_name_alias', 'catalog_name', 'at_clause'],
-  EMPTY: [],
-  SUBQUERY: ['subquery', 'column_name_alias'],
-  JOIN: ['left', 'right', 'condition', 'join_type', 'ref_type', 'using_columns', 'delim_flipped', 'duplicate_eliminated_columns'],
-  EXPRESSION_LIST: ['expected_names', 'expected_types', 'values'],
-};
-
-const QUERY_NODE_FIELDS: Record<string, readonly string[]> = {
-  SELECT_NODE: ['select_list', 'from_table', 'where_clause', 'group_expressions', 'group_sets', 'aggregate_handling', 'having', 'sample', 'qualify'],
-  SET_OPERATION_NODE: ['setop_type', 'left', 'right', 'setop_all'],
-  RECURSIVE_CTE_NODE: ['cte_name', 'union_all', 'left', 'right', 'aliases', 'key_targets'],
-};
-
-const MODIFIER_FIELDS: Record<string, readonly string[]> = {
-  ORDER_MODIFIER: ['orders'],
-  LIMIT_MODIFIER: ['limit', 'offset'],
-  LIMIT_PERCENT_MODIFIER: ['limit', 'offset'],
-  DISTINCT_MODIFIER: ['distinct_on_targets'],
-};
 
 // Keys that mark a node able to read or compute something; none may hide inside plain data.
 const ACTIVE_KEYS = ['class', 'node', 'function_name', 'table_name', 'subquery', 'from_table'];

@@ -13,6 +13,9 @@ export interface ContextSource {
   close(): Promise<void>;
 }
 
+/** Longest wait before a taken spare is replaced (see `take`). */
+const REFILL_DELAY_MS = 100;
+
 interface Waiter {
   resolve: (context: ExecutionContext) => void;
   reject: (error: unknown) => void;
@@ -53,9 +56,22 @@ export class WarmContexts implements ContextSource {
   take(signal?: AbortSignal): Promise<ExecutionContext> {
     if (this.#closed) return Promise.reject(new CleanroomError('EXECUTOR_BUSY', 'the executor is shutting down', { retryAfter: 1 }));
     signal?.throwIfAborted();
-    const context = this.#ready.shift();
+    // Skip a context that died while idle and whose exit has not been handled yet.
+    let context = this.#ready.shift();
+    while (context !== undefined && !context.idle) context = this.#ready.shift();
     if (context !== undefined) {
-      this.#refill();
+      // Replace it once its query is over, or after a short while: starting a process costs the
+      // worker a few milliseconds of its event loop and the new child a core, which a short query
+      // should not have to share. A long query is demoted by then (`context.ts`).
+      let refilled = false;
+      const refill = (): void => {
+        if (refilled) return;
+        refilled = true;
+        clearTimeout(timer);
+        this.#refill();
+      };
+      const timer = setTimeout(refill, REFILL_DELAY_MS);
+      void context.exited.then(refill);
       return Promise.resolve(context);
     }
     return new Promise((resolve, reject) => {
