@@ -14,6 +14,14 @@ const EnvSchema = v.object({
   GOOGLE_CLOUD_PROJECT: v.optional(v.string()),
   FIRESTORE_DATABASE: v.optional(v.string(), '(default)'),
   TEE_SERVICE_ENDPOINT: v.optional(v.pipe(v.string(), v.url('TEE_SERVICE_ENDPOINT must be a URL')), 'http://localhost:8080'),
+  /** gcp: the worker's service account, the only caller of the internal target. */
+  WORKER_SERVICE_ACCOUNT: v.optional(v.string(), ''),
+  /** gcp: `projects/P/locations/L/keyRings/R/cryptoKeys/K/cryptoKeyVersions/N` (EC_SIGN_P256_SHA256). */
+  TASK_SIGNING_KEY_VERSION: v.optional(v.string(), ''),
+  /** gcp: `projects/P/locations/L/queues/Q`. */
+  TASK_QUEUE: v.optional(v.string(), ''),
+  /** gcp: the control plane's service account, named in each task's OIDC token. */
+  TASK_SERVICE_ACCOUNT: v.optional(v.string(), ''),
 });
 
 export type ControlPlaneConfig =
@@ -24,6 +32,10 @@ export type ControlPlaneConfig =
       projectId: string | undefined;
       firestoreDatabase: string;
       teeServiceEndpoint: string;
+      workerServiceAccount: string;
+      taskSigningKeyVersion: string;
+      taskQueue: string;
+      taskServiceAccount: string;
     };
 
 /**
@@ -48,11 +60,18 @@ export function loadConfig(env: Record<string, string | undefined>): ControlPlan
   }
   const audiences = e.ID_TOKEN_AUDIENCES.split(',').map((s) => s.trim()).filter(Boolean);
   if (audiences.length === 0) throw new Error('invalid configuration: ID_TOKEN_AUDIENCES is required in gcp mode');
+  for (const name of ['WORKER_SERVICE_ACCOUNT', 'TASK_SIGNING_KEY_VERSION', 'TASK_QUEUE', 'TASK_SERVICE_ACCOUNT'] as const) {
+    if (!e[name]) throw new Error(`invalid configuration: ${name} is required in gcp mode`);
+  }
   return {
     mode: 'gcp',
     audiences,
     projectId: e.GOOGLE_CLOUD_PROJECT,
     firestoreDatabase: e.FIRESTORE_DATABASE,
     teeServiceEndpoint: e.TEE_SERVICE_ENDPOINT,
+    workerServiceAccount: e.WORKER_SERVICE_ACCOUNT.toLowerCase(),
+    taskSigningKeyVersion: e.TASK_SIGNING_KEY_VERSION,
+    taskQueue: e.TASK_QUEUE,
+    taskServiceAccount: e.TASK_SERVICE_ACCOUNT,
   };
 }

@@ -12,7 +12,15 @@ test('config: local defaults', (t) => {
 
 test('config: gcp mode needs audiences and never enables the dev identity provider', (t) => {
   t.throws(() => loadConfig({ CLEANROOM_MODE: 'gcp' }), { message: /ID_TOKEN_AUDIENCES/ });
-  const c = loadConfig({ CLEANROOM_MODE: 'gcp', ID_TOKEN_AUDIENCES: 'a, b ,' });
+  const gcp = {
+    CLEANROOM_MODE: 'gcp',
+    WORKER_SERVICE_ACCOUNT: 'w@p.iam.gserviceaccount.com',
+    TASK_SIGNING_KEY_VERSION: 'projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1',
+    TASK_QUEUE: 'projects/p/locations/l/queues/q',
+    TASK_SERVICE_ACCOUNT: 'cp@p.iam.gserviceaccount.com',
+  };
+  t.throws(() => loadConfig({ ...gcp, ID_TOKEN_AUDIENCES: 'a', TASK_QUEUE: '' }), { message: /TASK_QUEUE/ });
+  const c = loadConfig({ ...gcp, ID_TOKEN_AUDIENCES: 'a, b ,' });
   t.deepEqual(c.mode === 'gcp' && c.audiences, ['a', 'b']);
 });
 

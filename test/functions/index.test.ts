@@ -19,6 +19,13 @@ test.before(async () => {
   process.env.CLEANROOM_MODE = 'gcp';
   process.env.NODE_ENV = 'production';
   process.env.ID_TOKEN_AUDIENCES = 'console.apps.googleusercontent.com';
+  // No KMS or Cloud Tasks here: their clients only fail when a query is dispatched, which these
+  // tests never do (the signer loads lazily, see functions/index.ts).
+  process.env.WORKER_SERVICE_ACCOUNT = 'worker@test.iam.gserviceaccount.com';
+  process.env.TASK_SIGNING_KEY_VERSION = 'projects/p/locations/global/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1';
+  process.env.TASK_QUEUE = 'projects/p/locations/europe-west1/queues/q';
+  process.env.TASK_SERVICE_ACCOUNT = 'control-plane@test.iam.gserviceaccount.com';
+  process.env.METADATA_SERVER_DETECTION = 'none';
   await import('../../functions/index.ts');
   const { getTestServer } = await import('@google-cloud/functions-framework/testing');
   server = getTestServer('api');
@@ -48,6 +55,20 @@ test('api target: no dev identity provider in gcp mode, and unsigned callers are
   t.is(((await anonymous.json()) as any).error.code, 'UNAUTHENTICATED');
   const forged = await fetch(`${base}/api/tee/sessions`, { headers: { authorization: 'Bearer eyJhbGciOiJub25lIn0.eyJlbWFpbCI6ImFAYi5jbyJ9.' } });
   t.is(forged.status, 401);
+});
+
+test('internal target: mounts only worker routes, and refuses callers that are not the worker', async (t) => {
+  const { getTestServer } = await import('@google-cloud/functions-framework/testing');
+  const internal = getTestServer('internal');
+  await new Promise<void>((r) => internal.listen(0, '127.0.0.1', r));
+  t.teardown(() => internal.close());
+  const url = `http://127.0.0.1:${(internal.address() as AddressInfo).port}`;
+  const sessions = await fetch(`${url}/api/tee/sessions`);
+  t.is(sessions.status, 404);
+  const events = await fetch(`${url}/internal/v1/reconcile`, { method: 'POST' });
+  t.is(events.status, 401);
+  const onApi = await fetch(`${base}/internal/v1/reconcile`, { method: 'POST' });
+  t.is(onApi.status, 404, 'worker routes are not on the public api target');
 });
 
 test('api target: malformed JSON is refused with a 400 and no stack trace', async (t) => {
