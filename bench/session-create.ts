@@ -492,18 +492,16 @@ async function main(): Promise<void> {
       [
         `machine: ${cpus()[0]?.model ?? 'unknown cpu'}, ${availableParallelism()} cores, node ${process.version}, ${process.platform}, load average ${loadavg().map((n) => n.toFixed(2)).join(' ')}`,
         `server: embedded stack in a child process (SQLite under ${ready.dataDir}, dev identity); load generator: this process`,
-        `warming up (${options.warmup} s per target)...`,
+        `open loop: ${options.rate} req/s for ${options.duration} s per target, each after ${options.warmup} s of warm-up...`,
         '',
       ].join('\n'),
     );
-    for (const target of targets) {
-      const warm = await openLoop(target, options.rate, options.warmup, agent);
-      if (warm.ok !== warm.sent) throw new Error(`warm-up of ${target.label} failed: ${[...warm.failures].join(' ')}`);
-    }
-
-    process.stdout.write(`open loop: ${options.rate} req/s for ${options.duration} s per target...\n`);
     const open: RunResult[] = [];
     for (const target of targets) {
+      // Warm up right before the run: an idle gap longer than the server's keep-alive timeout
+      // would let it close sockets the agent is about to reuse.
+      const warm = await openLoop(target, options.rate, options.warmup, agent);
+      if (warm.ok !== warm.sent) throw new Error(`warm-up of ${target.label} failed: ${[...warm.failures].join(' ')}`);
       const profile = target === create ? profileFile('create-open-loop') : undefined;
       const { result, server, machine } = await child.phase(() => openLoop(target, options.rate, options.duration, agent), profile);
       open.push({ ...result, server, machine });
