@@ -140,15 +140,23 @@ async function serve(parentDir: string): Promise<void> {
       }
       process.send!({ type: 'phase-ended', usage: { cpuMicros: cpu.user + cpu.system, busyMs: active } satisfies ServerUsage });
     } else if (message.type === 'stop') {
-      await new Promise<void>((resolve) => {
-        bare.close(() => resolve());
-        bare.closeAllConnections();
-      });
-      await stack.close();
-      rmSync(dataDir, { recursive: true, force: true });
-      process.exit(0);
+      await stop();
     }
   });
+  // The load generator died (Ctrl-C, a crash): no server and no temp dir may outlive it.
+  process.on('disconnect', () => void stop());
+  let stopping = false;
+  async function stop(): Promise<void> {
+    if (stopping) return;
+    stopping = true;
+    await new Promise<void>((resolve) => {
+      bare.close(() => resolve());
+      bare.closeAllConnections();
+    });
+    await stack.close();
+    rmSync(dataDir, { recursive: true, force: true });
+    process.exit(0);
+  }
   process.send!({ type: 'ready', apiUrl: stack.apiUrl, rawUrl, token, dataDir } satisfies Ready);
 }
 
