@@ -80,33 +80,26 @@ export const RegisterKeysRequestSchema = v.strictObject({
 export type RegisterKeysRequest = v.InferOutput<typeof RegisterKeysRequestSchema>;
 export type PublicJwk = RegisterKeysRequest['signing_jwk'];
 
+/** A `limit` query parameter: 1 to {@link LIMITS.pageSizeMax}, as a string on the wire. */
+export const PageLimitSchema = v.pipe(
+  v.string(),
+  v.regex(/^\d{1,4}$/, 'limit must be a number'),
+  v.transform(Number),
+  v.minValue(1, 'limit must be at least 1'),
+  v.maxValue(LIMITS.pageSizeMax, `limit must be at most ${LIMITS.pageSizeMax}`),
+);
+
 /** `GET /api/tee/sessions` query string. */
 export const ListSessionsQuerySchema = v.strictObject({
   status: v.optional(v.picklist(SESSION_STATUSES, 'status must be ACTIVE or CLOSED')),
-  limit: v.optional(
-    v.pipe(
-      v.string(),
-      v.regex(/^\d{1,4}$/, 'limit must be a number'),
-      v.transform(Number),
-      v.minValue(1, 'limit must be at least 1'),
-      v.maxValue(LIMITS.pageSizeMax, `limit must be at most ${LIMITS.pageSizeMax}`),
-    ),
-  ),
+  limit: v.optional(PageLimitSchema),
   cursor: v.optional(v.pipe(v.string(), v.maxLength(512))),
 });
 
 /** `GET /api/tee/sessions/:id/audit` query string. */
 export const ListAuditQuerySchema = v.strictObject({
   after_seq: v.optional(v.pipe(v.string(), v.regex(/^\d{1,9}$/, 'after_seq must be a number'), v.transform(Number))),
-  limit: v.optional(
-    v.pipe(
-      v.string(),
-      v.regex(/^\d{1,4}$/, 'limit must be a number'),
-      v.transform(Number),
-      v.minValue(1, 'limit must be at least 1'),
-      v.maxValue(LIMITS.pageSizeMax, `limit must be at most ${LIMITS.pageSizeMax}`),
-    ),
-  ),
+  limit: v.optional(PageLimitSchema),
 });
 
 /** A participant as the API shows it. */

@@ -1,6 +1,6 @@
 import * as v from 'valibot';
 import { QUERY_STATUSES } from '../../protocol/query.ts';
-import { LIMITS } from '../../protocol/session.ts';
+import { LIMITS, PageLimitSchema } from '../../protocol/session.ts';
 import { toQueryView } from '../core/query-view.ts';
 import { parseWith } from '../http/body.ts';
 import { decodeCursor, encodeCursor } from '../http/cursor.ts';
@@ -11,15 +11,7 @@ import { sessionIdParam } from './session-id.ts';
 
 const ListQueriesQuerySchema = v.strictObject({
   status: v.optional(v.picklist(QUERY_STATUSES, 'status must be a query status')),
-  limit: v.optional(
-    v.pipe(
-      v.string(),
-      v.regex(/^\d{1,4}$/, 'limit must be a number'),
-      v.transform(Number),
-      v.minValue(1, 'limit must be at least 1'),
-      v.maxValue(LIMITS.pageSizeMax, `limit must be at most ${LIMITS.pageSizeMax}`),
-    ),
-  ),
+  limit: v.optional(PageLimitSchema),
   cursor: v.optional(v.pipe(v.string(), v.maxLength(512))),
 });
 
