@@ -314,6 +314,8 @@ async function identityThumbprintOf(jwk: unknown): Promise<string | undefined> {
  */
 export async function verifyAttestation(token: string, options: VerifyAttestationOptions): Promise<VerifiedAttestation> {
   assertPolicy(options);
+  // An Invalid Date would turn every age comparison into a comparison with NaN, i.e. skip them.
+  if (options.currentDate !== undefined && Number.isNaN(options.currentDate.getTime())) throw new TypeError('currentDate is an invalid Date');
   const { policy } = options;
   const devIssuer = policy.devIssuer;
 

@@ -22,6 +22,9 @@ export const AUDIT_ACTIONS = [
   'query.running',
   'query.succeeded',
   'query.failed',
+  // The confidential data path: metadata only (ids, table, hashes), never a key or a row.
+  'dataset.registered',
+  'session.shredded',
 ] as const;
 
 const Hex64 = v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/));

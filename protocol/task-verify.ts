@@ -1,7 +1,7 @@
 import { compactVerify, createLocalJWKSet, decodeProtectedHeader, type JWK, type JWTVerifyGetKey } from 'jose';
 import * as v from 'valibot';
 import { CleanroomError } from './errors.ts';
-import { TASK_TYP, TaskPayloadSchema, assertTaskFresh, type TaskPayload } from './task.ts';
+import { SessionKeyRequestPayloadSchema, TASK_TYP, TaskPayloadSchema, assertTaskFresh, type SessionKeyRequestPayload, type TaskPayload } from './task.ts';
 
 /**
  * The only protected header a task may carry. Strict: `crit`, `b64`, `jwk`, `jku`, `x5u` and any
@@ -29,7 +29,18 @@ export interface VerifyTaskOptions {
  * the key named by `kid` (`TASK_SIGNATURE`), payload schema (`TASK_MALFORMED`), then expiry
  * (`TASK_EXPIRED`). Nothing of the payload is read before its signature is checked.
  */
-export async function verifyTaskJws(jws: string, options: VerifyTaskOptions): Promise<TaskPayload> {
+export function verifyTaskJws(jws: string, options: VerifyTaskOptions): Promise<TaskPayload> {
+  return verifySignedPayload(jws, options, TaskPayloadSchema);
+}
+
+/** {@link verifyTaskJws} for a session key request (`kind: 'session_key'`), same order and codes. */
+export function verifySessionKeyRequestJws(jws: string, options: VerifyTaskOptions): Promise<SessionKeyRequestPayload> {
+  return verifySignedPayload(jws, options, SessionKeyRequestPayloadSchema);
+}
+
+type SignedPayloadSchema = typeof TaskPayloadSchema | typeof SessionKeyRequestPayloadSchema;
+
+async function verifySignedPayload<S extends SignedPayloadSchema>(jws: string, options: VerifyTaskOptions, schema: S): Promise<v.InferOutput<S>> {
   if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(jws)) {
     throw new CleanroomError('TASK_MALFORMED', 'the task is not a compact JWS');
   }
@@ -57,10 +68,10 @@ export async function verifyTaskJws(jws: string, options: VerifyTaskOptions): Pr
     // No cause: the parser's message would quote the payload.
     throw new CleanroomError('TASK_MALFORMED', 'the task payload is not JSON');
   }
-  const result = v.safeParse(TaskPayloadSchema, parsed);
+  const result = v.safeParse(schema, parsed);
   if (!result.success) throw new CleanroomError('TASK_MALFORMED', 'the task payload does not match the schema');
 
   const now = Math.floor((options.currentDate ?? new Date()).getTime() / 1000);
   assertTaskFresh(result.output, now, options.skewSeconds);
-  return result.output;
+  return result.output as v.InferOutput<S>;
 }

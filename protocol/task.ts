@@ -1,5 +1,6 @@
 import * as v from 'valibot';
 import { CleanroomError } from './errors.ts';
+import { TaskInputSchema, TaskRecipientKeySchema } from './dataset.ts';
 import { EmailSchema, SessionIdSchema } from './session.ts';
 
 /** The JWS `typ` of a task, so no other signed object of ours can pass as one. */
@@ -27,8 +28,33 @@ export const TaskPayloadSchema = v.strictObject({
   attempt: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1000)),
   sql: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_SQL_LENGTH)),
   recipients: v.pipe(v.array(EmailSchema), v.minLength(1), v.maxLength(50)),
+  /**
+   * The session's datasets the SQL may name (the control plane pre-filters by table name; the
+   * worker still checks the parsed query against them). Absent in tasks queued before datasets.
+   */
+  inputs: v.optional(v.pipe(v.array(TaskInputSchema), v.maxLength(64))),
+  /** Each recipient's registered encryption key; the worker seals the result to exactly these. */
+  recipient_keys: v.optional(v.pipe(v.array(TaskRecipientKeySchema), v.maxLength(50))),
 });
 export type TaskPayload = v.InferOutput<typeof TaskPayloadSchema>;
+
+/**
+ * A signed request from the control plane for a session's key bundle (the worker creates the key
+ * on first need). Same signer and `typ` as tasks; `kind` keeps it from passing as a query task.
+ */
+export const SessionKeyRequestPayloadSchema = v.strictObject({
+  v: v.literal(1),
+  kind: v.literal('session_key'),
+  iss: v.literal(TASK_ISSUER),
+  aud: v.literal(TASK_AUDIENCE),
+  jti: v.pipe(v.string(), v.uuid()),
+  iat: v.pipe(v.number(), v.integer()),
+  exp: v.pipe(v.number(), v.integer()),
+  session_id: SessionIdSchema,
+  /** The participant's nonce, bound into the attestation the worker returns. */
+  nonce: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{16,128}$/)),
+});
+export type SessionKeyRequestPayload = v.InferOutput<typeof SessionKeyRequestPayloadSchema>;
 
 /**
  * The Cloud Tasks task name for a query attempt: `hash(query, attempt)` (DESIGN section 9), in
@@ -54,8 +80,16 @@ function b64url(bytes: Uint8Array): string {
 }
 
 /** A compact JWS of the payload, signed by `signer`. The payload is validated first. */
-export async function signTask(payload: TaskPayload, signer: TaskSigner): Promise<string> {
-  const checked = v.parse(TaskPayloadSchema, payload);
+export function signTask(payload: TaskPayload, signer: TaskSigner): Promise<string> {
+  return signPayload(v.parse(TaskPayloadSchema, payload), signer);
+}
+
+/** A compact JWS of a session key request, signed like a task (validated first). */
+export function signSessionKeyRequest(payload: SessionKeyRequestPayload, signer: TaskSigner): Promise<string> {
+  return signPayload(v.parse(SessionKeyRequestPayloadSchema, payload), signer);
+}
+
+async function signPayload(checked: TaskPayload | SessionKeyRequestPayload, signer: TaskSigner): Promise<string> {
   const encoder = new TextEncoder();
   const header = b64url(encoder.encode(JSON.stringify({ alg: 'ES256', kid: signer.kid, typ: TASK_TYP })));
   const body = b64url(encoder.encode(JSON.stringify(checked)));
@@ -65,7 +99,7 @@ export async function signTask(payload: TaskPayload, signer: TaskSigner): Promis
 }
 
 /** Throws the task code for a payload that parses but must not run. */
-export function assertTaskFresh(payload: TaskPayload, nowSeconds: number, skewSeconds = 30): void {
+export function assertTaskFresh(payload: Pick<TaskPayload, 'exp' | 'iat'>, nowSeconds: number, skewSeconds = 30): void {
   if (payload.exp <= nowSeconds - skewSeconds) throw new CleanroomError('TASK_EXPIRED', 'the task has expired');
   if (payload.iat > nowSeconds + skewSeconds) throw new CleanroomError('TASK_MALFORMED', 'the task was issued in the future');
   if (payload.exp <= payload.iat) throw new CleanroomError('TASK_MALFORMED', 'the task expires before it was issued');

@@ -465,3 +465,10 @@ test('discovery: a malformed or alg-none token never triggers a fetch', async (t
   t.is(await refusal(verifyAttestation(await noneToken(), options({ keys: undefined, keyCache }))), 'ATTESTATION_SIGNATURE');
   t.deepEqual(server.counts, { discovery: 0, jwks: 0 });
 });
+
+test('verifyAttestation: an invalid currentDate is a caller bug (TypeError), never a skipped age check', async (t) => {
+  await t.throwsAsync(
+    verifyAttestation('a.b.c', { nonce: 'n'.repeat(16), identityJwk: {}, policy: { audience: 'x', allowedImageDigests: [] }, currentDate: new Date(Number.NaN) }),
+    { instanceOf: TypeError },
+  );
+});
