@@ -4,7 +4,7 @@ import type { JWK } from 'jose';
 import { CleanroomError } from '../../../protocol/errors.ts';
 import { jwkThumbprint } from '../../../protocol/key-binding.ts';
 import type { TaskSigner } from '../../../protocol/task.ts';
-import { crc32c } from './crc32c.ts';
+import { crc32c } from '../../../runtime/crc32c.ts';
 import { derToJoseSignature } from './der.ts';
 
 type SignRequest = protos.google.cloud.kms.v1.IAsymmetricSignRequest;

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { createSign, generateKeyPairSync, verify } from 'node:crypto';
-import { crc32c } from '../../../../functions/adapters/signer/crc32c.ts';
+import { crc32c } from '../../../../runtime/crc32c.ts';
 import { derToJoseSignature } from '../../../../functions/adapters/signer/der.ts';
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/\s/g, ''), 'hex'));

@@ -1,6 +1,6 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import type { KmsSigningClient } from '../../../../functions/adapters/signer/kms.ts';
-import { crc32c } from '../../../../functions/adapters/signer/crc32c.ts';
+import { crc32c } from '../../../../runtime/crc32c.ts';
 
 // P-256 in plain BigInt arithmetic. Cloud KMS signs a digest it is given; node:crypto and
 // WebCrypto only sign messages (they hash first), so the fake signs the digest itself.
