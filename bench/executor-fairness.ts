@@ -53,7 +53,7 @@ async function smallLoad(executor: Executor, ms: number, tag: string): Promise<S
     if (wait > 0) await sleep(wait);
     const session = SMALL_SESSIONS[i % SMALL_SESSIONS.length]!;
     inFlight.push(
-      executor.execute({ sessionId: session, queryId: `${tag}-${i}`, sql: SMALL_SQL }).then((outcome) => {
+      executor.execute({ sessionId: session, queryId: `${tag}-${i}`, attempt: 1, sql: SMALL_SQL, inputs: [], recipients: [] }).then((outcome) => {
         if (outcome.status === 'SUCCEEDED') latencies.push(performance.now() - due);
         else {
           const key = outcome.status === 'FAILED' ? outcome.code : outcome.status;
@@ -76,7 +76,7 @@ async function flood(executor: Executor, depth: number, stop: Promise<void>): Pr
   let n = 0;
   const loop = async (): Promise<void> => {
     while (!stopped) {
-      const outcome = await executor.execute({ sessionId: HEAVY_SESSION, queryId: `heavy-${n++}`, sql: HEAVY_SQL });
+      const outcome = await executor.execute({ sessionId: HEAVY_SESSION, queryId: `heavy-${n++}`, attempt: 1, sql: HEAVY_SQL, inputs: [], recipients: [] });
       if (outcome.status === 'SUCCEEDED') done++;
       else if (outcome.status === 'FAILED' && outcome.code === 'EXECUTOR_BUSY') {
         // Refused with 429: retry after the hinted second, as Cloud Tasks' backoff would.

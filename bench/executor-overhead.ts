@@ -82,7 +82,7 @@ async function main(): Promise<void> {
   };
   const once = async (i: number): Promise<number> => {
     const started = performance.now();
-    const outcome = await executor.execute({ sessionId: SESSION, queryId: `q-${i}`, sql: SQL });
+    const outcome = await executor.execute({ sessionId: SESSION, queryId: `q-${i}`, attempt: 1, sql: SQL, inputs: [], recipients: [] });
     if (outcome.status !== 'SUCCEEDED') throw new Error(`query failed: ${JSON.stringify(outcome)}`);
     return performance.now() - started;
   };

@@ -6,15 +6,18 @@
  */
 import process from 'node:process';
 import type { DuckDBConnection } from '@duckdb/node-api';
-import { failureCode, loadTables, openLockedDatabase, runSelect, serializeSql, warmUp } from './engine.ts';
+import { failureCode, openLockedDatabase, runSelect, serializeSql } from './engine.ts';
 import { encodeFrame, FrameReader } from './framing.ts';
+import { loadFiles, warmUp } from './load-files.ts';
 import type { ChildFrame, ParentFrame } from './messages.ts';
 
 /** Largest frame the parent may send (a JSON string cannot be longer anyway). */
 const MAX_PARENT_FRAME_BYTES = 512 * 1024 * 1024;
 
 let connection: DuckDBConnection | undefined;
+let directory: string | undefined;
 let sql: string | undefined;
+let loaded = false;
 let busy = Promise.resolve();
 
 function send(frame: ChildFrame): void {
@@ -30,17 +33,23 @@ function fail(error: unknown): never {
 async function handle(frame: ParentFrame): Promise<void> {
   if (frame.t === 'init') {
     if (connection !== undefined) throw new TypeError('init twice');
-    connection = await openLockedDatabase({ threads: frame.threads, memoryLimitMb: frame.memoryLimitMb });
-    await warmUp(connection);
+    directory = frame.directory;
+    connection = await openLockedDatabase({ threads: frame.threads, memoryLimitMb: frame.memoryLimitMb, directory });
+    await warmUp(connection, directory);
     send({ t: 'ready' });
   } else if (frame.t === 'parse') {
     if (connection === undefined || sql !== undefined) throw new TypeError('parse out of order');
     sql = frame.sql;
     // Parsed before any table exists in this database: a parser exploit finds nothing to read.
     send({ t: 'parsed', tree: await serializeSql(connection, sql) });
+  } else if (frame.t === 'load') {
+    if (connection === undefined || sql === undefined || loaded) throw new TypeError('load out of order');
+    loaded = true;
+    // Only SQL of ours reads the files; the user's SQL runs after the worker has deleted them.
+    await loadFiles(connection, directory!, frame.inputs);
+    send({ t: 'loaded' });
   } else if (frame.t === 'run') {
     if (connection === undefined || sql === undefined) throw new TypeError('run out of order');
-    await loadTables(connection, frame.tables);
     const result = await runSelect(connection, sql, { maxRows: frame.maxRows, maxBytes: frame.maxBytes });
     send({ t: 'result', columns: result.columns, rows: result.rows, bytes: result.bytes });
     process.exit(0);

@@ -1,13 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import * as v from 'valibot';
 import { CleanroomError, type ErrorCode } from '../../protocol/errors.ts';
 import type { ContextFailureCode } from './codes.ts';
 import { encodeFrame, FrameReader } from './framing.ts';
 import type { ExecutorLimits } from './limits.ts';
 import { ChildFrameSchema, type ChildFrame, type ParentFrame } from './messages.ts';
-import type { InputTable, QueryResult, ResultValue } from './ports.ts';
+import { createContextDirectory, inputDirectoryRoot, removeContextDirectory, writeInputFileSync } from './input-files.ts';
+import type { FileInput, InputTarget, QueryResult, ResultValue } from './ports.ts';
 import { renice, residentKb } from './process-control.ts';
 import { contextCommand, type SandboxOptions, type UidPool } from './sandbox.ts';
+import { WARM_UP_CSV, WARM_UP_FILES, WARM_UP_PARQUET_BASE64 } from './warm-up.ts';
 
 /** How often the watchdog samples a running context's resident memory. */
 const RSS_SAMPLE_MS = 20;
@@ -33,9 +37,11 @@ export interface ContextOptions {
   execPath?: string;
   /** The child entry point (tests only). */
   entry?: string;
+  /** Where the context's input directory is created (`inputDirectoryRoot()` by default). */
+  directoryRoot?: string;
 }
 
-type Expected = 'ready' | 'parsed' | 'result';
+type Expected = 'ready' | 'parsed' | 'loaded' | 'result';
 interface Pending {
   expect: Expected;
   resolve: (frame: ChildFrame) => void;
@@ -48,6 +54,9 @@ function codeError(code: ErrorCode): CleanroomError {
     QUERY_MEMORY_LIMIT: 'the query ran past its memory limit',
     RESULT_TOO_LARGE: 'the result is over its row or size limit',
     POLICY_VIOLATION: 'the query is not allowed',
+    DATASET_MALFORMED: 'an input does not parse under its declared columns',
+    DATASET_SCHEMA_MISMATCH: 'an input has other columns than declared',
+    DATASET_ROW_COUNT_MISMATCH: 'an input has another number of rows than declared',
     INTERNAL: 'the execution context could not be started',
   };
   return new CleanroomError(code, messages[code] ?? 'the query failed');
@@ -55,20 +64,25 @@ function codeError(code: ErrorCode): CleanroomError {
 
 /**
  * One execution context seen from the worker: a child process with a fresh, locked-down DuckDB
- * that serves one query and is then killed. Every failure surfaces as a `CleanroomError` with a
- * fixed code; the child's own output never reaches a message.
+ * that serves one query and is then killed, and its private input directory, which goes with it.
+ * Every failure surfaces as a `CleanroomError` with a fixed code; the child's own output never
+ * reaches a message.
  */
 export class ExecutionContext {
   readonly #limits: ExecutorLimits;
   readonly #child: ChildProcess;
   readonly #reader: FrameReader;
+  readonly #directory: string;
+  readonly #uid: number | undefined;
+  /** Aborted when the context is killed or dies: whoever writes into its directory stops. */
+  readonly #ended = new AbortController();
   #pending: Pending | undefined;
-  #phase: 'starting' | 'idle' | 'parsing' | 'running' | 'done' = 'starting';
+  #phase: 'starting' | 'idle' | 'parsing' | 'loading' | 'loaded' | 'running' | 'done' = 'starting';
   /** Why we killed it, when we did. */
   #killCode: ErrorCode | undefined;
   #timers: NodeJS.Timeout[] = [];
   #exited = false;
-  /** Resolves when the child process has exited (its uid is free again). */
+  /** Resolves when the child process has exited and its directory is gone (its uid is free again). */
   readonly exited: Promise<void>;
   /** Resolves once the child's DuckDB is created and locked; rejects if it cannot start. */
   readonly ready: Promise<void>;
@@ -77,6 +91,20 @@ export class ExecutionContext {
     this.#limits = options.limits;
     const uid = options.sandbox.users ? options.uids?.acquire() : undefined;
     if (options.sandbox.users && uid === undefined) throw codeError('INTERNAL');
+    this.#uid = uid;
+    let directory: string | undefined;
+    try {
+      directory = createContextDirectory(options.directoryRoot ?? inputDirectoryRoot().path);
+      // The warm-up inputs (`load-files.ts` `warmUp`), deleted once the context is ready.
+      const target: InputTarget = { directory, ...(uid === undefined ? {} : { uid }) };
+      writeInputFileSync(target, WARM_UP_FILES.csv, WARM_UP_CSV);
+      writeInputFileSync(target, WARM_UP_FILES.parquet, Buffer.from(WARM_UP_PARQUET_BASE64, 'base64'));
+    } catch {
+      if (directory !== undefined) void removeContextDirectory(directory).catch(() => {});
+      if (uid !== undefined) options.uids?.release(uid);
+      throw codeError('INTERNAL');
+    }
+    this.#directory = directory;
     const { command, args } = contextCommand({
       execPath: options.execPath ?? process.execPath,
       heapMb: options.limits.heapMb,
@@ -90,9 +118,14 @@ export class ExecutionContext {
       const gone = (code: number | null, signal: NodeJS.Signals | null): void => {
         if (this.#exited) return;
         this.#exited = true;
-        if (uid !== undefined) options.uids?.release(uid);
         this.#onExit(code, signal);
-        resolve();
+        // The uid is handed out again only once no file of this context is left for it to open.
+        void removeContextDirectory(this.#directory)
+          .catch(() => {})
+          .then(() => {
+            if (uid !== undefined) options.uids?.release(uid);
+            resolve();
+          });
       };
       this.#child.once('exit', gone);
       // A process that never started emits 'error' and no 'exit'.
@@ -110,9 +143,14 @@ export class ExecutionContext {
     );
     this.#child.stdout!.on('data', (chunk: Buffer) => this.#reader.push(chunk));
     renice(this.#child.pid, STARTING_PRIORITY);
-    this.ready = this.#request({ t: 'init', threads: options.limits.threads, memoryLimitMb: options.limits.memoryLimitMb }, 'ready').then(() => {
-      this.#phase = 'idle';
-    });
+    this.ready = this.#request(
+      { t: 'init', threads: options.limits.threads, memoryLimitMb: options.limits.memoryLimitMb, directory: `${this.#directory}/` },
+      'ready',
+    )
+      .then(() => Promise.all(Object.values(WARM_UP_FILES).map((name) => rm(join(this.#directory, name), { force: true }))))
+      .then(() => {
+        if (this.#phase === 'starting') this.#phase = 'idle';
+      });
     // Callers that never await `ready` (spares discarded early) must not leave an unhandled rejection.
     this.ready.catch(() => {});
   }
@@ -120,6 +158,21 @@ export class ExecutionContext {
   /** The child's pid (tests and status only). */
   get pid(): number | undefined {
     return this.#child.pid;
+  }
+
+  /** The context's input directory (absolute, no trailing slash). */
+  get directory(): string {
+    return this.#directory;
+  }
+
+  /** Where an input source writes this context's inputs. */
+  get target(): InputTarget {
+    return { directory: this.#directory, ...(this.#uid === undefined ? {} : { uid: this.#uid }) };
+  }
+
+  /** Aborted once the context is killed or has died. */
+  get signal(): AbortSignal {
+    return this.#ended.signal;
   }
 
   /** True while the context is ready and unused. */
@@ -164,12 +217,51 @@ export class ExecutionContext {
     }
   }
 
-  /** Loads `tables` and runs the parsed query; the caps are enforced in the child and again here. */
-  async run(tables: readonly InputTable[]): Promise<QueryResult> {
-    if (this.#phase !== 'parsing') throw new TypeError('run: parse first');
+  /**
+   * `work`'s outcome, unless the context dies first: then its code (QUERY_TIMEOUT when the clock
+   * ran out while the worker was still writing the inputs, for one).
+   */
+  whileAlive<T>(work: Promise<T>): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const died = (): void => reject(codeError(this.#killCode ?? 'QUERY_FAILED'));
+      if (this.#ended.signal.aborted) return died();
+      this.#ended.signal.addEventListener('abort', died, { once: true });
+      work.then(
+        (value) => {
+          this.#ended.signal.removeEventListener('abort', died);
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.#ended.signal.removeEventListener('abort', died);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /**
+   * Has the child load `inputs` from the files in its directory (checked paths, our SQL only), then
+   * deletes those files: the parsed query runs only after they are gone.
+   */
+  async load(inputs: readonly FileInput[]): Promise<void> {
+    if (this.#phase !== 'parsing') throw new TypeError('load: parse first');
+    for (const input of inputs) {
+      if (dirname(input.file) !== this.#directory || basename(input.file) !== `${input.name}.${input.format}`) {
+        throw new TypeError('load: an input file is not in the context directory');
+      }
+    }
+    this.#phase = 'loading';
+    await this.#request({ t: 'load', inputs: [...inputs] }, 'loaded');
+    await Promise.all(inputs.map((input) => rm(input.file, { force: true })));
+    this.#phase = 'loaded';
+  }
+
+  /** Runs the parsed query over what was loaded; the caps are enforced in the child and again here. */
+  async run(): Promise<QueryResult> {
+    if (this.#phase !== 'parsing' && this.#phase !== 'loaded') throw new TypeError('run: parse first');
     this.#phase = 'running';
     const { maxRows, maxBytes } = this.#limits;
-    const frame = await this.#request({ t: 'run', tables: [...tables], maxRows, maxBytes }, 'result');
+    const frame = await this.#request({ t: 'run', maxRows, maxBytes }, 'result');
     this.kill();
     if (frame.t !== 'result') throw codeError('QUERY_FAILED');
     // The child is not trusted to have counted: re-check the caps and each row's shape.
@@ -180,13 +272,24 @@ export class ExecutionContext {
     return { columns: frame.columns, rows: frame.rows as ResultValue[][], bytes };
   }
 
-  /** SIGKILLs the child (idempotent). A context is never reused. */
+  /** SIGKILLs the child (idempotent); its directory is removed once it has exited. A context is never reused. */
   kill(): void {
     this.#phase = 'done';
     this.#reader.stop();
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers = [];
     if (!this.#exited) this.#child.kill('SIGKILL');
+    this.#ended.abort();
+  }
+
+  /**
+   * Kills the context and removes its directory now, without waiting for the process to exit
+   * (`exited` removes it once more, then frees the uid). Called after anything that wrote into
+   * the directory has settled, it also removes what such a late writer may have left.
+   */
+  async dispose(): Promise<void> {
+    this.kill();
+    await removeContextDirectory(this.#directory);
   }
 
   #request(frame: ParentFrame, expect: Expected): Promise<ChildFrame> {

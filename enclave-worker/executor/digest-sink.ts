@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { QueryResult, ResultRef, ResultSink, ResultValue } from './ports.ts';
+import type { ExecuteRequest, QueryResult, ResultRef, ResultSink, ResultValue } from './ports.ts';
 
 /**
  * The result as canonical JSON: object keys sorted, no whitespace, numbers as JavaScript prints
@@ -24,7 +24,8 @@ export interface ResultDigest {
 }
 
 /**
- * The embedded stack's sink until results are sealed to their recipients (issue 3 of 6): it keeps
+ * A sink for tests and benchmarks that need no sealing (the worker seals results to their
+ * recipients, `enclave-worker/results/`): it keeps
  * the row count and the SHA-256 of the canonical result, never a row, so no plaintext result
  * outlives the query in the worker. The most recent `capacity` digests are kept.
  */
@@ -36,7 +37,7 @@ export class DigestOnlySink implements ResultSink {
     this.#capacity = options.capacity ?? 10_000;
   }
 
-  async write(sessionId: string, queryId: string, result: QueryResult): Promise<ResultRef> {
+  async write({ sessionId, queryId }: ExecuteRequest, result: QueryResult): Promise<ResultRef> {
     const sha256 = createHash('sha256').update(canonicalResultJson(result)).digest('hex');
     const key = `${sessionId}/${queryId}`;
     this.#digests.delete(key);

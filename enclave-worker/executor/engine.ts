@@ -2,7 +2,8 @@ import { Buffer } from 'node:buffer';
 import { DuckDBInstance, JsonDuckDBValueConverter, StatementType, type DuckDBAppender, type DuckDBConnection } from '@duckdb/node-api';
 import { CleanroomError } from '../../protocol/errors.ts';
 import { CONTEXT_FAILURE_CODES, type ContextFailureCode } from './codes.ts';
-import type { InputColumnType, InputTable, QueryResult, ResultValue } from './ports.ts';
+import type { DatasetColumnType } from '../../protocol/dataset.ts';
+import type { InputTable, QueryResult, ResultValue } from './ports.ts';
 
 /**
  * DuckDB inside one execution context (the child process). Nothing here runs in the worker's own
@@ -13,17 +14,23 @@ import type { InputColumnType, InputTable, QueryResult, ResultValue } from './po
 export interface EngineSettings {
   threads: number;
   memoryLimitMb: number;
+  /**
+   * The context's input directory (absolute, trailing `/`): the only place its DuckDB may open a
+   * file. Without it the local file system is disabled altogether (in-process uses only).
+   */
+  directory?: string;
 }
 
 /** Parser expression depth; deeper input is a parse error (refused), well before a stack overflow. */
 const MAX_EXPRESSION_DEPTH = 250;
 
 /**
- * A fresh in-memory DuckDB, locked down before it returns: no extension install or autoload, no
- * file system (local file system disabled and external access off), nowhere to spill (no temp
- * directory, so going over `memory_limit` is an error, never a file), errors as JSON so a failure
- * can be classified by type without reading its message, and the configuration locked so a query
- * cannot undo any of it.
+ * A fresh in-memory DuckDB, locked down before it returns: no extension install or autoload, file
+ * access confined to the context's input directory (`allowed_directories` with external access
+ * off; with no directory, the local file system disabled), nowhere to spill (no temp directory, so
+ * going over `memory_limit` is an error, never a file), errors as JSON so a failure can be
+ * classified by type without reading its message, and the configuration locked so a query cannot
+ * undo any of it.
  */
 export async function openLockedDatabase(settings: EngineSettings): Promise<DuckDBConnection> {
   const instance = await DuckDBInstance.create(':memory:', {
@@ -41,13 +48,25 @@ export async function openLockedDatabase(settings: EngineSettings): Promise<Duck
     max_expression_depth: String(MAX_EXPRESSION_DEPTH),
   });
   const connection = await instance.connect();
-  // These cannot be given at creation (the first needs a live file system registry, the second the
-  // built-in icu extension); they run here, before the lock and before any query text exists.
-  await connection.run("SET disabled_filesystems = 'LocalFileSystem'");
+  // These run here, before the lock and before any query text exists. `disabled_filesystems` needs
+  // a live file system registry, `TimeZone` the built-in icu extension, and `allowed_directories`
+  // must be set while external access is still on (it is the exception to turning it off).
+  if (settings.directory === undefined) {
+    await connection.run("SET disabled_filesystems = 'LocalFileSystem'");
+  } else {
+    checkDirectory(settings.directory);
+    await connection.run(`SET allowed_directories = [${sqlString(settings.directory)}]`);
+  }
   await connection.run("SET TimeZone = 'UTC'");
   await connection.run('SET enable_external_access = false');
   await connection.run('SET lock_configuration = true');
   return connection;
+}
+
+function checkDirectory(directory: string): void {
+  if (!directory.startsWith('/') || !directory.endsWith('/') || directory.split('/').some((part) => part === '.' || part === '..') || /[\u0000-\u001f]/.test(directory)) {
+    throw new TypeError('the input directory must be absolute, normalised and end with /');
+  }
 }
 
 /** DuckDB's own parse tree of `sql` as JSON text (`{ "error": true, ... }` for what it cannot serialize). */
@@ -59,8 +78,14 @@ export async function serializeSql(connection: DuckDBConnection, sql: string): P
   return tree;
 }
 
-function quoteIdentifier(name: string): string {
+/** `name` as a quoted SQL identifier (quotes doubled). */
+export function quoteIdentifier(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** `text` as an SQL string literal (single quotes doubled). */
+export function sqlString(text: string): string {
+  return `'${text.replaceAll("'", "''")}'`;
 }
 
 const BAD_INPUT = (): CleanroomError => new CleanroomError('QUERY_FAILED', 'an input value does not match its column type');
@@ -68,7 +93,7 @@ const BIGINT_TEXT = /^-?\d{1,19}$/;
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
-function appendValue(appender: DuckDBAppender, type: InputColumnType, value: unknown): void {
+function appendValue(appender: DuckDBAppender, type: DatasetColumnType, value: unknown): void {
   if (value === null) return appender.appendNull();
   switch (type) {
     case 'BOOLEAN':
@@ -93,7 +118,11 @@ function appendValue(appender: DuckDBAppender, type: InputColumnType, value: unk
   }
 }
 
-/** Creates and fills the input tables with the appender: rows go in as values, no file is touched. */
+/**
+ * Creates and fills tables in-process with the appender: rows go in as values, no file is touched.
+ * Contexts never use it (they load files, `load-files.ts`); the benchmark's baseline and the engine
+ * tests do.
+ */
 export async function loadTables(connection: DuckDBConnection, tables: readonly InputTable[]): Promise<void> {
   for (const table of tables) {
     const columns = table.columns.map((c) => `${quoteIdentifier(c.name)} ${c.type}`).join(', ');
@@ -109,21 +138,6 @@ export async function loadTables(connection: DuckDBConnection, tables: readonly 
       appender.closeSync();
     }
   }
-}
-
-/**
- * Runs each step a query will take once on throwaway data, before the context reports ready: the
- * first parse, append and query in a process pay for lazy initialisation (the json extension's
- * functions, code pages, JIT), and that cost belongs to startup, not to the query's latency.
- * Nothing is left behind: the table is dropped before any query text arrives.
- */
-export async function warmUp(connection: DuckDBConnection): Promise<void> {
-  await serializeSql(connection, 'SELECT a, count(*) FROM warm_up GROUP BY a ORDER BY a');
-  await loadTables(connection, [
-    { name: 'warm_up', columns: [{ name: 'a', type: 'INTEGER' }, { name: 'b', type: 'VARCHAR' }, { name: 'c', type: 'BIGINT' }], rows: [[1, 'x', '2'], [1, null, 3]] },
-  ]);
-  await runSelect(connection, 'SELECT a, count(*), min(b), sum(c) FROM warm_up GROUP BY a ORDER BY a', { maxRows: 10, maxBytes: 1024 });
-  await connection.run('DROP TABLE warm_up');
 }
 
 /** Caps on one result. */

@@ -2,21 +2,15 @@ import * as v from 'valibot';
 import { CleanroomError, type ErrorCode } from '../../protocol/errors.ts';
 import { MAX_SQL_LENGTH } from '../../protocol/task.ts';
 import { ExecutionContext } from './context.ts';
+import { inputDirectoryRoot, removeStaleContextDirectories, type InputDirectoryRoot } from './input-files.ts';
 import { resolveLimits, type ExecutorLimits } from './limits.ts';
 import { checkQueryTree } from './policy.ts';
 import type { ExecutorPool, PoolStatus } from './pool.ts';
-import { InputTableSchema, type InputSource, type InputTable, type ResultRef, type ResultSink } from './ports.ts';
+import { FileInputSchema, type ExecuteRequest, type FileInput, type InputSource, type LoadedInput, type ResultRef, type ResultSink } from './ports.ts';
 import { UidPool, type SandboxOptions } from './sandbox.ts';
-import { WarmContexts, type ContextSource } from './spares.ts';
+import { WarmContexts } from './spares.ts';
 
-/** One query to run for one session. */
-export interface ExecuteRequest {
-  sessionId: string;
-  queryId: string;
-  sql: string;
-  /** Aborting it (the task request closed) kills the query's context. */
-  signal?: AbortSignal;
-}
+export type { ExecuteRequest } from './ports.ts';
 
 /** How an execution ended. Failures carry a fixed code only (DESIGN invariant 11). */
 export type ExecuteOutcome =
@@ -27,7 +21,12 @@ export type ExecuteOutcome =
 /** Runs session queries in isolated, disposable contexts. */
 export interface Executor {
   execute(request: ExecuteRequest): Promise<ExecuteOutcome>;
-  status(): { pool: PoolStatus; contexts: { ready: number; starting: number; waiting: number } };
+  status(): {
+    pool: PoolStatus;
+    contexts: { ready: number; starting: number; waiting: number };
+    /** Where plaintext inputs are written; `tmpfs: false` means they may touch a disk. */
+    inputDirectory: InputDirectoryRoot;
+  };
   /** Stops accepting queries, kills running ones and every warm context. */
   close(): Promise<void>;
 }
@@ -42,44 +41,60 @@ export interface ExecutorOptions {
   sandbox: SandboxOptions;
   /** Contexts kept started ahead of demand; default: the pool's slot count. */
   spares?: number;
+  /** Where context directories are created; default `inputDirectoryRoot()` (`/dev/shm`). */
+  inputDirectory?: InputDirectoryRoot;
   /** Monotonic milliseconds (injected for tests). */
   now?: () => number;
 }
 
 /**
  * The executor: for each query it takes a fresh context, has the child parse the SQL (before any
- * data exists there), checks the parse tree against the policy here, fetches only the session's
- * tables the query names, runs it under the limits, and hands the result to the sink. The context
- * is killed afterwards, whatever happened.
+ * data exists there), checks the parse tree against the policy here, has the input source write
+ * only the tables the query names into the context's private directory, has the child load them
+ * (the files are deleted right after), runs the query under the limits, and hands the result to
+ * the sink. The context and its directory are gone afterwards, whatever happened.
  */
 export function createExecutor(options: ExecutorOptions): Executor {
   const limits = resolveLimits(options.limits);
   const { pool, inputs, sink, sandbox } = options;
   const now = options.now ?? (() => performance.now());
   const uids = sandbox.users ? new UidPool(sandbox.users) : undefined;
+  const inputDirectory = options.inputDirectory ?? inputDirectoryRoot();
+  // Plaintext a crashed worker left in memory goes before this one starts writing its own.
+  const swept = removeStaleContextDirectories(inputDirectory.path);
   const contexts = new WarmContexts({
     spares: options.spares ?? pool.status().slots.max,
-    start: () => new ExecutionContext({ limits, sandbox, ...(uids ? { uids } : {}) }),
+    start: () => new ExecutionContext({ limits, sandbox, directoryRoot: inputDirectory.path, ...(uids ? { uids } : {}) }),
   });
 
   async function runInSlot(request: ExecuteRequest, signal: AbortSignal): Promise<ExecuteOutcome> {
-    const names = await inputs.tableNames(request.sessionId);
+    const names = await inputs.tableNames(request);
     const context = await contexts.take(signal);
     const onAbort = (): void => context.kill();
     signal.addEventListener('abort', onAbort, { once: true });
+    let materializing: Promise<unknown> | undefined;
     try {
       // The abort may have fired between the take and the listener.
       signal.throwIfAborted();
       const started = now();
       context.arm();
-      const decision = checkQueryTree(await context.parse(request.sql), names);
-      const tables = await loadInputs(inputs, request.sessionId, decision.tables);
-      const result = await context.run(tables);
-      const ref = await sink.write(request.sessionId, request.queryId, result);
+      const { tables } = checkQueryTree(await context.parse(request.sql), names);
+      if (tables.length > 0) {
+        // The writer stops when the context dies (time or memory limit, abort).
+        const scoped: ExecuteRequest = { ...request, signal: AbortSignal.any([signal, context.signal]) };
+        const written = inputs.materialize(scoped, tables, context.target);
+        materializing = written;
+        await context.load(checkFileInputs(await context.whileAlive(written), tables));
+      }
+      const result = await context.run();
+      const ref = await sink.write(request, result, loadedInputs(request, tables));
       return { status: 'SUCCEEDED', result: { ...ref, elapsedMs: Math.round(now() - started) } };
     } finally {
       signal.removeEventListener('abort', onAbort);
       context.kill();
+      // Nothing may still be writing into the directory when it is removed for the last time.
+      await materializing?.catch(() => {});
+      await context.dispose();
     }
   }
 
@@ -95,26 +110,34 @@ export function createExecutor(options: ExecutorOptions): Executor {
         return { status: 'FAILED', code: error instanceof CleanroomError ? error.code : 'INTERNAL' };
       }
     },
-    status: () => ({ pool: pool.status(), contexts: contexts.status() }),
+    status: () => ({ pool: pool.status(), contexts: contexts.status(), inputDirectory }),
     async close() {
       await pool.close();
       await contexts.close();
+      await swept;
     },
   };
 }
 
-/** The named tables from the input port, checked: exactly those names, each a valid table. */
-async function loadInputs(inputs: InputSource, sessionId: string, names: readonly string[]): Promise<InputTable[]> {
-  if (names.length === 0) return [];
-  const tables = await inputs.tables(sessionId, names);
-  const parsed = tables.map((table) => {
-    const result = v.safeParse(InputTableSchema, table);
-    if (!result.success) throw new CleanroomError('INTERNAL', 'an input table is malformed');
+/** What the input source wrote, checked: exactly the asked tables, each a valid file input. */
+function checkFileInputs(files: readonly FileInput[], names: readonly string[]): FileInput[] {
+  const parsed = files.map((file) => {
+    const result = v.safeParse(FileInputSchema, file);
+    if (!result.success) throw new CleanroomError('INTERNAL', 'an input source returned a malformed input');
     return result.output;
   });
-  const got = parsed.map((t) => t.name).sort();
-  if (got.length !== names.length || got.some((name, i) => name !== [...names].sort()[i])) {
+  const got = parsed.map((f) => f.name).sort();
+  const wanted = [...names].sort();
+  if (got.length !== wanted.length || got.some((name, i) => name !== wanted[i])) {
     throw new CleanroomError('INTERNAL', 'the input source returned other tables than asked for');
   }
   return parsed;
+}
+
+/** The request's inputs the query loaded, as its receipt names them: by dataset id, sorted. */
+function loadedInputs(request: ExecuteRequest, tables: readonly string[]): LoadedInput[] {
+  return request.inputs
+    .filter((input) => tables.includes(input.table))
+    .map((input) => ({ dataset_id: input.dataset_id, ciphertext_sha256: input.ciphertext_sha256 }))
+    .sort((a, b) => (a.dataset_id < b.dataset_id ? -1 : a.dataset_id > b.dataset_id ? 1 : 0));
 }

@@ -1,15 +1,18 @@
 import * as v from 'valibot';
 import { CONTEXT_FAILURE_CODES } from './codes.ts';
-import { InputTableSchema } from './ports.ts';
+import { FileInputSchema } from './ports.ts';
 
 /**
  * The frames between the worker (parent) and one execution context (child), one JSON object per
  * line. A context is treated as untrusted once it has seen query text, so the parent validates
  * every frame it reads with these schemas and bounds every size.
  *
- * Sequence: parent `init` → child `ready` (DuckDB created and locked) ... parent `parse` → child
- * `parsed` (the parse tree, no data loaded yet) → parent checks the policy → parent `run` (the
- * tables the query names) → child `result` or `failed`. The context is then discarded.
+ * Sequence: parent `init` (the context's input directory) → child `ready` (DuckDB created, confined
+ * to that directory, locked and warmed up) ... parent `parse` → child `parsed` (the parse tree, no
+ * data loaded yet) → parent checks the policy and writes only the named tables into the directory →
+ * parent `load` (how to load each file) → child `loaded` (tables created, schema and row counts
+ * checked) → parent deletes the files → parent `run` → child `result` or `failed`. The context is
+ * then discarded. `failed` may answer any frame.
  */
 
 /** Longest parse tree accepted from a context (the SQL itself is at most 100,000 characters). */
@@ -19,16 +22,21 @@ export const InitFrameSchema = v.strictObject({
   t: v.literal('init'),
   threads: v.pipe(v.number(), v.integer(), v.minValue(1)),
   memoryLimitMb: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  /**
+   * The only directory the context's DuckDB may open files in (absolute, with a trailing `/`); it
+   * holds the warm-up files (`warm-up.ts`) when the context starts.
+   */
+  directory: v.pipe(v.string(), v.startsWith('/'), v.endsWith('/')),
 });
 export const ParseFrameSchema = v.strictObject({ t: v.literal('parse'), sql: v.string() });
+export const LoadFrameSchema = v.strictObject({ t: v.literal('load'), inputs: v.array(FileInputSchema) });
 export const RunFrameSchema = v.strictObject({
   t: v.literal('run'),
-  tables: v.array(InputTableSchema),
   maxRows: v.pipe(v.number(), v.integer(), v.minValue(1)),
   maxBytes: v.pipe(v.number(), v.integer(), v.minValue(1)),
 });
-/** Any frame the parent sends. */
-export const ParentFrameSchema = v.variant('t', [InitFrameSchema, ParseFrameSchema, RunFrameSchema]);
+/** Any frame the parent sends (the child does not re-validate them: it trusts its parent). */
+export const ParentFrameSchema = v.variant('t', [InitFrameSchema, ParseFrameSchema, LoadFrameSchema, RunFrameSchema]);
 export type ParentFrame = v.InferOutput<typeof ParentFrameSchema>;
 
 const ResultColumnSchema = v.strictObject({
@@ -40,6 +48,7 @@ const ResultColumnSchema = v.strictObject({
 export const ChildFrameSchema = v.variant('t', [
   v.strictObject({ t: v.literal('ready') }),
   v.strictObject({ t: v.literal('parsed'), tree: v.pipe(v.string(), v.maxLength(MAX_TREE_CHARS)) }),
+  v.strictObject({ t: v.literal('loaded') }),
   v.strictObject({
     t: v.literal('result'),
     columns: v.pipe(v.array(ResultColumnSchema), v.maxLength(10_000)),

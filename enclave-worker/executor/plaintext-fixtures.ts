@@ -1,13 +1,15 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { INPUT_COLUMN_TYPES, type InputColumnType, type InputSource, type InputTable, type InputValue, type QueryResult, type ResultRef, type ResultSink } from './ports.ts';
+import { DATASET_COLUMN_TYPES, type DatasetColumnType } from '../../protocol/dataset.ts';
+import { createInputFile } from './input-files.ts';
+import type { ExecuteRequest, FileInput, InputSource, InputTarget, LoadedInput, QueryResult, ResultRef, ResultSink } from './ports.ts';
 
 /**
  * ⚠ TEST-ONLY adapters of the executor's ports: plaintext inputs read from CSV files and plaintext
  * results kept in memory. They exist so tests and benchmarks drive the executor through the same
- * ports the encrypted data path will use (issue 3 of 6). A deployment must never construct them
- * (a local stack may, only behind an explicit TEST-ONLY setting that it logs); each refuses to be
- * constructed unless `allowTestOnly: true` is passed.
+ * ports the encrypted data path uses. A deployment must never construct them (a local stack may,
+ * only behind an explicit TEST-ONLY setting that it logs); each refuses to be constructed unless
+ * `allowTestOnly: true` is passed.
  */
 
 /** Proof that the caller knows it is using a TEST-ONLY adapter. */
@@ -23,8 +25,10 @@ function assertTestOnly(options: Partial<TestOnlyOptions> | undefined, name: str
 const SESSION_DIR = /^[A-Za-z0-9_-]{1,128}$/;
 
 /**
- * ⚠ TEST-ONLY {@link InputSource}: `<directory>/<sessionId>/<table>.csv`. The header row names each
- * column as `name:TYPE` (a type of `INPUT_COLUMN_TYPES`); an empty unquoted cell is NULL.
+ * ⚠ TEST-ONLY {@link InputSource}: `<directory>/<sessionId>/<table>.csv`, whatever the request's
+ * `inputs` say. The header row names each column as `name:TYPE` (a type of `DATASET_COLUMN_TYPES`);
+ * the rest is RFC 4180, where an empty unquoted cell is NULL. Materializing writes the file with a
+ * plain header row (the names) and declares the types; the row count is not declared.
  */
 export class TestOnlyPlaintextFixtureInputs implements InputSource {
   readonly #directory: string;
@@ -34,10 +38,10 @@ export class TestOnlyPlaintextFixtureInputs implements InputSource {
     this.#directory = options.directory;
   }
 
-  async tableNames(sessionId: string): Promise<string[]> {
-    if (!SESSION_DIR.test(sessionId)) return [];
+  async tableNames(request: ExecuteRequest): Promise<string[]> {
+    if (!SESSION_DIR.test(request.sessionId)) return [];
     try {
-      const files = await readdir(join(this.#directory, sessionId));
+      const files = await readdir(join(this.#directory, request.sessionId));
       return files.filter((f) => f.endsWith('.csv')).map((f) => f.slice(0, -4)).sort();
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
@@ -45,80 +49,41 @@ export class TestOnlyPlaintextFixtureInputs implements InputSource {
     }
   }
 
-  async tables(sessionId: string, names: readonly string[]): Promise<InputTable[]> {
-    const known = new Set(await this.tableNames(sessionId));
-    return Promise.all(
-      names.map(async (name) => {
-        if (!known.has(name)) throw new TypeError('no such fixture table');
-        return parseFixture(name, await readFile(join(this.#directory, sessionId, `${name}.csv`), 'utf8'));
-      }),
-    );
+  async materialize(request: ExecuteRequest, names: readonly string[], target: InputTarget): Promise<FileInput[]> {
+    const known = new Set(await this.tableNames(request));
+    const inputs: FileInput[] = [];
+    for (const name of names) {
+      if (!known.has(name)) throw new TypeError('no such fixture table');
+      request.signal?.throwIfAborted();
+      const { columns, body } = parseFixture(await readFile(join(this.#directory, request.sessionId, `${name}.csv`), 'utf8'));
+      const { file, handle } = await createInputFile(target, name, 'csv');
+      try {
+        await handle.writeFile(`${columns.map((c) => csvCell(c.name)).join(',')}\n${body}`);
+      } finally {
+        await handle.close();
+      }
+      inputs.push({ name, file, format: 'csv', columns, rowCount: null });
+    }
+    return inputs;
   }
 }
 
-/** One fixture file as an input table. */
-export function parseFixture(name: string, text: string): InputTable {
-  const [header, ...records] = parseCsv(text);
-  if (header === undefined) throw new TypeError('fixture without a header');
-  const columns = header.map((cell) => {
-    const at = (cell ?? '').lastIndexOf(':');
-    const type = (cell ?? '').slice(at + 1) as InputColumnType;
-    if (at < 1 || !INPUT_COLUMN_TYPES.includes(type)) throw new TypeError('fixture header cells are name:TYPE');
-    return { name: cell!.slice(0, at), type };
+function csvCell(text: string): string {
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+/** A fixture file split into its declared columns (from the `name:TYPE` header row) and the rows after it. */
+export function parseFixture(text: string): { columns: { name: string; type: DatasetColumnType }[]; body: string } {
+  const newline = text.indexOf('\n');
+  const header = (newline === -1 ? text : text.slice(0, newline)).replace(/\r$/, '');
+  if (header === '') throw new TypeError('fixture without a header');
+  const columns = header.split(',').map((cell) => {
+    const at = cell.lastIndexOf(':');
+    const type = cell.slice(at + 1) as DatasetColumnType;
+    if (at < 1 || !DATASET_COLUMN_TYPES.includes(type)) throw new TypeError('fixture header cells are name:TYPE');
+    return { name: cell.slice(0, at), type };
   });
-  const rows = records.map((record) => columns.map((column, i) => fixtureValue(column.type, record[i] ?? null)));
-  return { name, columns, rows };
-}
-
-function fixtureValue(type: InputColumnType, cell: string | null): InputValue {
-  if (cell === null) return null;
-  switch (type) {
-    case 'INTEGER':
-    case 'DOUBLE':
-      return Number(cell);
-    case 'BOOLEAN':
-      return cell === 'true';
-    default:
-      return cell; // BIGINT stays a decimal string (exact); the rest is text
-  }
-}
-
-/** RFC 4180 records: quoted cells may hold commas, quotes (doubled) and newlines; an empty unquoted cell is null. */
-export function parseCsv(text: string): (string | null)[][] {
-  const records: (string | null)[][] = [];
-  let record: (string | null)[] = [];
-  let cell = '';
-  let quoted = false;
-  let inQuotes = false;
-  const endCell = (): void => {
-    record.push(quoted || cell !== '' ? cell : null);
-    cell = '';
-    quoted = false;
-  };
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i]!;
-    if (inQuotes) {
-      if (ch === '"' && text[i + 1] === '"') {
-        cell += '"';
-        i++;
-      } else if (ch === '"') inQuotes = false;
-      else cell += ch;
-    } else if (ch === '"') {
-      inQuotes = true;
-      quoted = true;
-    } else if (ch === ',') endCell();
-    else if (ch === '\n' || ch === '\r') {
-      if (ch === '\r' && text[i + 1] === '\n') i++;
-      endCell();
-      records.push(record);
-      record = [];
-    } else cell += ch;
-  }
-  if (cell !== '' || quoted || record.length > 0) {
-    endCell();
-    records.push(record);
-  }
-  return records;
+  return { columns, body: newline === -1 ? '' : text.slice(newline + 1) };
 }
 
 /**
@@ -126,19 +91,20 @@ export function parseCsv(text: string): (string | null)[][] {
  * a query produced (and check that nothing from another session or a file is among them).
  */
 export class TestOnlyPlaintextResultSink implements ResultSink {
-  readonly #results = new Map<string, QueryResult>();
+  readonly #results = new Map<string, QueryResult & { inputs: LoadedInput[] }>();
 
   constructor(options: TestOnlyOptions) {
     assertTestOnly(options, 'TestOnlyPlaintextResultSink');
   }
 
-  async write(sessionId: string, queryId: string, result: QueryResult): Promise<ResultRef> {
-    this.#results.set(`${sessionId}/${queryId}`, result);
+  async write(request: ExecuteRequest, result: QueryResult, inputs: LoadedInput[]): Promise<ResultRef> {
+    const { sessionId, queryId } = request;
+    this.#results.set(`${sessionId}/${queryId}`, { ...result, inputs });
     return { ref: `test-only-plaintext:${sessionId}/${queryId}`, rows: result.rows.length, bytes: result.bytes };
   }
 
-  /** The plaintext result of a query, if it succeeded. */
-  read(sessionId: string, queryId: string): QueryResult | undefined {
+  /** The plaintext result of a query, if it succeeded, with the inputs it was computed from. */
+  read(sessionId: string, queryId: string): (QueryResult & { inputs: LoadedInput[] }) | undefined {
     return this.#results.get(`${sessionId}/${queryId}`);
   }
 }

@@ -1,50 +1,87 @@
 import * as v from 'valibot';
+import {
+  DATASET_FORMATS,
+  DatasetSchemaSchema,
+  TableNameSchema,
+  type DatasetColumnType,
+  type DatasetFormat,
+  type TaskInput,
+  type TaskRecipientKey,
+} from '../../protocol/dataset.ts';
 
 /**
- * The executor's two ports: where a session's plaintext inputs come from and where a result goes.
- * Until the encrypted data path lands (issue 3 of 6) the only adapters are the TEST-ONLY plaintext
- * fixtures and the digest-only sink; the executor does not know which one it talks to.
+ * The executor's two ports: where a query's plaintext inputs come from and where its result goes.
+ * The worker's adapter for inputs decrypts the session's datasets (`inputs/encrypted-inputs.ts`);
+ * tests use the TEST-ONLY plaintext fixtures. The executor does not know which one it talks to.
  */
 
-/** Column types an input may declare: scalar types with an exact, file-free appender path. */
-export const INPUT_COLUMN_TYPES = ['BOOLEAN', 'INTEGER', 'BIGINT', 'DOUBLE', 'VARCHAR', 'DATE', 'TIMESTAMP'] as const;
-export type InputColumnType = (typeof INPUT_COLUMN_TYPES)[number];
+/** One query to run for one session, as the verified task names it. */
+export interface ExecuteRequest {
+  sessionId: string;
+  queryId: string;
+  attempt: number;
+  sql: string;
+  /** The datasets the control plane attached to the task (those whose table the SQL names). */
+  inputs: readonly TaskInput[];
+  /** Who the result is sealed to. */
+  recipients: readonly TaskRecipientKey[];
+  /** Aborting it (the task request closed) kills the query's context. */
+  signal?: AbortSignal;
+}
 
-/**
- * A table name: a plain lowercase identifier that cannot be read as a file path or URL and cannot
- * shadow DuckDB's own catalog objects (`duckdb_*`, `pg_*`, `sqlite_*`, `pragma_*`, schemas).
- */
-export const TableNameSchema = v.pipe(
-  v.string(),
-  v.regex(/^[a-z][a-z0-9_]{0,62}$/, 'a table name is a lowercase identifier'),
-  v.check((name) => !/^(duckdb_|pg_|sqlite_|pragma_|information_schema$|main$|temp$|system$|memory$)/.test(name), 'reserved table name'),
-);
+/** Where an input source writes a query's plaintext inputs: the context's private directory. */
+export interface InputTarget {
+  /** Absolute path of the context's directory (mode 0711, owned by the worker). */
+  directory: string;
+  /** The context's own uid when the sandbox gives it one: files are chowned to it (the worker is root then). */
+  uid?: number;
+}
 
-/** A column value as it travels to the child: JSON-safe (BIGINT as a decimal string or safe integer). */
-export type InputValue = string | number | boolean | null;
+/** How the context loads one materialized input. */
+export interface FileInput {
+  /** The table the query names (a `TableNameSchema` identifier). */
+  name: string;
+  /** Absolute path of the plaintext file, directly inside `InputTarget.directory`. */
+  file: string;
+  format: DatasetFormat;
+  /** The declared columns, in file order: the loaded table has exactly these names and types. */
+  columns: { name: string; type: DatasetColumnType }[];
+  /** Rows the file must hold (DATASET_ROW_COUNT_MISMATCH otherwise); null: do not check. */
+  rowCount: number | null;
+}
 
-export const InputTableSchema = v.pipe(
-  v.strictObject({
+/** What the executor accepts from an input source (checked before anything is sent to a context). */
+export const FileInputSchema = v.strictObject({
   name: TableNameSchema,
-  columns: v.pipe(
-    v.array(v.strictObject({ name: v.pipe(v.string(), v.minLength(1), v.maxLength(128)), type: v.picklist(INPUT_COLUMN_TYPES) })),
-    v.minLength(1),
-    v.maxLength(1000),
-    v.check((cols) => new Set(cols.map((c) => c.name.toLowerCase())).size === cols.length, 'duplicate column name'),
-  ),
-  rows: v.array(v.array(v.union([v.string(), v.number(), v.boolean(), v.null()]))),
-  }),
-  v.check((table) => table.rows.every((row) => row.length === table.columns.length), 'a row does not match the columns'),
-);
-/** One input table, with its rows. The executor validates it with {@link InputTableSchema}. */
-export type InputTable = v.InferOutput<typeof InputTableSchema>;
+  file: v.pipe(v.string(), v.minLength(2), v.maxLength(4096)),
+  format: v.picklist(DATASET_FORMATS),
+  columns: DatasetSchemaSchema,
+  rowCount: v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER))),
+});
 
-/** A session's plaintext inputs. Only the tables a checked query names are ever fetched. */
+/**
+ * A session's inputs. Only the tables a checked query names are ever materialized, and only into
+ * that query's context directory, right before the context loads them (they are deleted right after).
+ */
 export interface InputSource {
-  /** Names of the session's input tables (what a query may name). */
-  tableNames(sessionId: string): Promise<string[]>;
-  /** The named tables with their rows; `names` is a subset of `tableNames(sessionId)`. */
-  tables(sessionId: string, names: readonly string[]): Promise<InputTable[]>;
+  /** Names of the tables `request` may name (what the policy check resolves table references against). */
+  tableNames(request: ExecuteRequest): Promise<string[]>;
+  /**
+   * Writes each named table's plaintext into `target.directory` (files 0400, chowned to `target.uid`
+   * when given) and says how to load it. `names` is a subset of `tableNames(request)`; the result
+   * has exactly one entry per name. `request.signal` aborts when the context dies: stop writing.
+   */
+  materialize(request: ExecuteRequest, names: readonly string[], target: InputTarget): Promise<FileInput[]>;
+}
+
+/**
+ * Rows appended in-process with `engine.loadTables` (no file involved). Contexts never take this
+ * path: it is the benchmark's in-process baseline and the engine tests' fixture.
+ */
+export interface InputTable {
+  name: string;
+  columns: { name: string; type: DatasetColumnType }[];
+  rows: (string | number | boolean | null)[][];
 }
 
 /** A JSON value of a result cell (see `engine.ts` for the mapping from DuckDB types). */
@@ -65,7 +102,14 @@ export interface ResultRef {
   bytes: number;
 }
 
-/** Where results go: sealed to recipients later; a digest or TEST-ONLY plaintext until then. */
+/** The inputs a result was computed from, as a receipt names them (sorted by dataset id). */
+export interface LoadedInput {
+  dataset_id: string;
+  ciphertext_sha256: string;
+}
+
+/** Where results go: sealed to the request's recipients in the worker; a digest or TEST-ONLY plaintext in tests. */
 export interface ResultSink {
-  write(sessionId: string, queryId: string, result: QueryResult): Promise<ResultRef>;
+  /** `inputs`: the request's TaskInputs the query actually loaded (empty for the TEST-ONLY fixtures). */
+  write(request: ExecuteRequest, result: QueryResult, inputs: LoadedInput[]): Promise<ResultRef>;
 }

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecuteOutcome } from '../../../enclave-worker/executor/executor.ts';
-import { A_SECRET, B_SECRET, fixtureExecutor, writeFixtures } from './harness.ts';
+import { A_SECRET, B_SECRET, fixtureExecutor, request, writeFixtures } from './harness.ts';
 
 /**
  * Escape attempts from session A, each through the whole executor (a real child per attempt).
@@ -103,7 +103,7 @@ const outcomes = new Map<string, ExecuteOutcome>();
 test.before(async () => {
   await Promise.all(
     corpus.map(async ([name, sql], i) => {
-      outcomes.set(name, await executor.execute({ sessionId: 'session-a', queryId: `escape-${i}`, sql }));
+      outcomes.set(name, await executor.execute(request('session-a', `escape-${i}`, sql)));
     }),
   );
 });
@@ -159,9 +159,9 @@ test('escape corpus: no attempt wrote a file', (t) => {
 });
 
 test('escape corpus: afterwards the executor still serves a normal query', async (t) => {
-  const outcome = await executor.execute({ sessionId: 'session-a', queryId: 'after-corpus', sql: 'SELECT count(*) AS n, max(amount) AS top FROM orders' });
+  const outcome = await executor.execute(request('session-a', 'after-corpus', 'SELECT count(*) AS n, max(amount) AS top FROM orders'));
   t.like(outcome, { status: 'SUCCEEDED', result: { rows: 1 } });
   t.deepEqual(sink.read('session-a', 'after-corpus')?.rows, [['3', '250']]);
-  const b = await executor.execute({ sessionId: 'session-b', queryId: 'b-own', sql: 'SELECT count(*) FROM b_vault' });
+  const b = await executor.execute(request('session-b', 'b-own', 'SELECT count(*) FROM b_vault'));
   t.like(b, { status: 'SUCCEEDED' });
 });

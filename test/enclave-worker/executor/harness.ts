@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createExecutor, type Executor } from '../../../enclave-worker/executor/executor.ts';
+import type { ExecuteRequest } from '../../../enclave-worker/executor/ports.ts';
 import type { ExecutorLimits } from '../../../enclave-worker/executor/limits.ts';
 import { TestOnlyPlaintextFixtureInputs, TestOnlyPlaintextResultSink } from '../../../enclave-worker/executor/plaintext-fixtures.ts';
 import { ExecutorPool, type PoolOptions } from '../../../enclave-worker/executor/pool.ts';
@@ -27,6 +28,11 @@ export function writeFixtures(): { directory: string; remove: () => void } {
   for (let i = 0; i < 20; i++) vault.push(`${i},${B_SECRET}${String(i).padStart(4, '0')}`);
   writeFileSync(join(directory, 'session-b', 'b_vault.csv'), `${vault.join('\n')}\n`);
   return { directory, remove: () => rmSync(directory, { recursive: true, force: true }) };
+}
+
+/** A request with no task inputs or recipients (the TEST-ONLY fixtures ignore them). */
+export function request(sessionId: string, queryId: string, sql: string, extra: Partial<ExecuteRequest> = {}): ExecuteRequest {
+  return { sessionId, queryId, attempt: 1, sql, inputs: [], recipients: [], ...extra };
 }
 
 /** Small limits so bombs hit them fast. */

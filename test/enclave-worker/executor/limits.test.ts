@@ -1,5 +1,5 @@
 import test from 'ava';
-import { fixtureExecutor, writeFixtures } from './harness.ts';
+import { fixtureExecutor, request, writeFixtures } from './harness.ts';
 
 // Each limit stops its query with a clear code, and the next query on the same executor runs.
 // An idle context holds about 120 MiB; the watchdog's 256 MiB leaves DuckDB's 64 MiB room.
@@ -26,11 +26,11 @@ const cases: Array<[string, string, string]> = [
 
 cases.forEach(([name, sql, code], i) => {
   test.serial(`limits: ${name} stops the query with ${code}, and the next query runs`, async (t) => {
-    t.deepEqual(await executor.execute({ sessionId: 'session-a', queryId: `limit-${i}`, sql }), { status: 'FAILED', code });
-    t.like(await executor.execute({ sessionId: 'session-a', queryId: `next-${i}`, sql: NEXT }), { status: 'SUCCEEDED', result: { rows: 1 } });
+    t.deepEqual(await executor.execute(request('session-a', `limit-${i}`, sql)), { status: 'FAILED', code });
+    t.like(await executor.execute(request('session-a', `next-${i}`, NEXT)), { status: 'SUCCEEDED', result: { rows: 1 } });
   });
 });
 
 test.serial('limits: a result just under the caps is returned whole', async (t) => {
-  t.like(await executor.execute({ sessionId: 'session-a', queryId: 'under', sql: 'SELECT unnest(range(1000))' }), { status: 'SUCCEEDED', result: { rows: 1000 } });
+  t.like(await executor.execute(request('session-a', 'under', 'SELECT unnest(range(1000))')), { status: 'SUCCEEDED', result: { rows: 1000 } });
 });

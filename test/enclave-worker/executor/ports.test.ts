@@ -1,13 +1,15 @@
 import test from 'ava';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as v from 'valibot';
 import { canonicalResultJson, DigestOnlySink } from '../../../enclave-worker/executor/digest-sink.ts';
 import { encodeFrame, FrameReader } from '../../../enclave-worker/executor/framing.ts';
-import { parseCsv, parseFixture, TestOnlyPlaintextFixtureInputs, TestOnlyPlaintextResultSink } from '../../../enclave-worker/executor/plaintext-fixtures.ts';
+import { createInputFile } from '../../../enclave-worker/executor/input-files.ts';
+import { parseFixture, TestOnlyPlaintextFixtureInputs, TestOnlyPlaintextResultSink } from '../../../enclave-worker/executor/plaintext-fixtures.ts';
 import { resolveLimits } from '../../../enclave-worker/executor/limits.ts';
-import { InputTableSchema, TableNameSchema } from '../../../enclave-worker/executor/ports.ts';
+import { FileInputSchema, type ExecuteRequest } from '../../../enclave-worker/executor/ports.ts';
+import { TableNameSchema } from '../../../protocol/dataset.ts';
 
 test('plaintext fixtures: both TEST-ONLY adapters refuse to be built without allowTestOnly', (t) => {
   t.throws(() => new TestOnlyPlaintextFixtureInputs({ directory: '/tmp' } as never), { instanceOf: TypeError, message: /TEST-ONLY/ });
@@ -15,65 +17,84 @@ test('plaintext fixtures: both TEST-ONLY adapters refuse to be built without all
   t.throws(() => new TestOnlyPlaintextResultSink({ allowTestOnly: 'yes' } as never), { instanceOf: TypeError });
 });
 
-test('plaintext fixtures: CSV cells may hold quotes, commas and newlines; empty unquoted cells are null', (t) => {
-  t.deepEqual(parseCsv('a,b,c\r\n"x, ""y""",,""\n"multi\nline",2,3'), [
-    ['a', 'b', 'c'],
-    ['x, "y"', null, ''],
-    ['multi\nline', '2', '3'],
-  ]);
-  t.deepEqual(parseFixture('t', 'n:INTEGER,big:BIGINT,ok:BOOLEAN,s:VARCHAR\n1,9007199254740993,true,\n'), {
-    name: 't',
+test('plaintext fixtures: the name:TYPE header row gives the declared columns; the rows are kept as they are', (t) => {
+  t.deepEqual(parseFixture('n:INTEGER,big:BIGINT,ok:BOOLEAN,s:VARCHAR\r\n1,9007199254740993,true,"a, b"\n'), {
     columns: [
       { name: 'n', type: 'INTEGER' },
       { name: 'big', type: 'BIGINT' },
       { name: 'ok', type: 'BOOLEAN' },
       { name: 's', type: 'VARCHAR' },
     ],
-    rows: [[1, '9007199254740993', true, null]],
+    body: '1,9007199254740993,true,"a, b"\n',
   });
-  t.throws(() => parseFixture('t', 'n:SOMETYPE\n1\n'), { instanceOf: TypeError });
+  t.throws(() => parseFixture('n:SOMETYPE\n1\n'), { instanceOf: TypeError });
+  t.throws(() => parseFixture('n\n1\n'), { instanceOf: TypeError });
+  t.throws(() => parseFixture(''), { instanceOf: TypeError });
 });
 
 test('plaintext fixtures: a session reads only its own directory; ids cannot climb out', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'fixtures-'));
+  const target = mkdtempSync(join(tmpdir(), 'fixtures-target-'));
   try {
     mkdirSync(join(dir, 's1'));
-    writeFileSync(join(dir, 's1', 'mine.csv'), 'a:INTEGER\n1\n');
+    writeFileSync(join(dir, 's1', 'mine.csv'), 'a:INTEGER,b x:VARCHAR\n1,x\n');
     writeFileSync(join(dir, 'top.csv'), 'a:INTEGER\n1\n');
     const inputs = new TestOnlyPlaintextFixtureInputs({ allowTestOnly: true, directory: dir });
-    t.deepEqual(await inputs.tableNames('s1'), ['mine']);
-    t.deepEqual(await inputs.tableNames('s2'), []);
-    t.deepEqual(await inputs.tableNames('..'), []);
-    t.deepEqual(await inputs.tableNames('s1/..'), []);
-    await t.throwsAsync(inputs.tables('s1', ['top']), { instanceOf: TypeError });
-    t.deepEqual(await inputs.tables('s1', ['mine']), [{ name: 'mine', columns: [{ name: 'a', type: 'INTEGER' }], rows: [[1]] }]);
+    const req = (sessionId: string) => ({ sessionId, queryId: 'q', attempt: 1, sql: 'SELECT 1', inputs: [], recipients: [] });
+    t.deepEqual(await inputs.tableNames(req('s1')), ['mine']);
+    t.deepEqual(await inputs.tableNames(req('s2')), []);
+    t.deepEqual(await inputs.tableNames(req('..')), []);
+    t.deepEqual(await inputs.tableNames(req('s1/..')), []);
+    await t.throwsAsync(inputs.materialize(req('s1'), ['top'], { directory: target }), { instanceOf: TypeError });
+    const [file] = await inputs.materialize(req('s1'), ['mine'], { directory: target });
+    t.deepEqual(file, { name: 'mine', file: join(target, 'mine.csv'), format: 'csv', columns: [{ name: 'a', type: 'INTEGER' }, { name: 'b x', type: 'VARCHAR' }], rowCount: null });
+    // A plain header row of names, then the rows as they were; readable by its owner only.
+    t.is(readFileSync(join(target, 'mine.csv'), 'utf8'), 'a,b x\n1,x\n');
+    t.is(statSync(join(target, 'mine.csv')).mode & 0o777, 0o400);
+    // Never over an existing file.
+    await t.throwsAsync(inputs.materialize(req('s1'), ['mine'], { directory: target }), { code: 'EEXIST' });
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    rmSync(target, { recursive: true, force: true });
   }
 });
 
-test('input tables: names are plain identifiers that are not paths or catalog names', (t) => {
+test('input files: names are plain identifiers that are not paths or catalog names', async (t) => {
   for (const name of ['orders', 'a1', 'customer_list']) t.true(v.is(TableNameSchema, name), name);
   for (const name of ['', 'Orders', '1a', 'x.csv', '/etc/passwd', 'a-b', 'duckdb_tables', 'pg_class', 'information_schema', 'main', 'x'.repeat(64)]) {
     t.false(v.is(TableNameSchema, name), name);
   }
-  const table = { name: 't', columns: [{ name: 'a', type: 'INTEGER' }], rows: [[1]] };
-  t.true(v.is(InputTableSchema, table));
-  t.false(v.is(InputTableSchema, { ...table, rows: [[1, 2]] }));
-  t.false(v.is(InputTableSchema, { ...table, columns: [{ name: 'a', type: 'BLOB' }] }));
-  t.false(v.is(InputTableSchema, { ...table, columns: [{ name: 'a', type: 'INTEGER' }, { name: 'A', type: 'INTEGER' }] }));
+  const input = { name: 't', file: '/dev/shm/x/t.csv', format: 'csv', columns: [{ name: 'a', type: 'INTEGER' }], rowCount: 1 };
+  t.true(v.is(FileInputSchema, input));
+  t.true(v.is(FileInputSchema, { ...input, rowCount: null }));
+  t.false(v.is(FileInputSchema, { ...input, name: '../t' }));
+  t.false(v.is(FileInputSchema, { ...input, format: 'json' }));
+  t.false(v.is(FileInputSchema, { ...input, columns: [{ name: 'a', type: 'BLOB' }] }));
+  t.false(v.is(FileInputSchema, { ...input, columns: [{ name: 'a', type: 'INTEGER' }, { name: 'A', type: 'INTEGER' }] }));
+  t.false(v.is(FileInputSchema, { ...input, columns: [{ name: 'a"b', type: 'INTEGER' }] }));
+  t.false(v.is(FileInputSchema, { ...input, rowCount: -1 }));
+  // The file name is the table's: nothing else can be created in a context directory.
+  const target = mkdtempSync(join(tmpdir(), 'input-file-'));
+  try {
+    for (const name of ['../escape', 'a/b', 'X']) await t.throwsAsync(createInputFile({ directory: target }, name, 'csv'), { instanceOf: TypeError }, name);
+    await t.throwsAsync(createInputFile({ directory: target }, 't', 'exe' as never), { instanceOf: TypeError });
+    t.deepEqual(readdirSync(target), []);
+  } finally {
+    rmSync(target, { recursive: true, force: true });
+  }
 });
 
 test('digest sink: canonical JSON sorts keys and keeps row order; the digest is stable', async (t) => {
   t.is(canonicalResultJson({ columns: [{ type: 'X', name: 'n' }], rows: [[{ b: 1, a: [2, 'x'] }], [null]] }), '{"columns":[{"name":"n","type":"X"}],"rows":[[{"a":[2,"x"],"b":1}],[null]]}');
   const sink = new DigestOnlySink({ capacity: 2 });
+  const q = (queryId: string): ExecuteRequest => ({ sessionId: 's', queryId, attempt: 1, sql: 'SELECT 1', inputs: [], recipients: [] });
   const result = { columns: [{ name: 'n', type: 'INTEGER' }], rows: [[1], [2]], bytes: 9 };
-  const first = await sink.write('s', 'q1', result);
-  const again = await sink.write('s', 'q2', { ...result, rows: [[1], [2]] });
+  const first = await sink.write(q('q1'), result);
+  const again = await sink.write(q('q2'), { ...result, rows: [[1], [2]] });
   t.is(first.ref, again.ref);
   t.regex(first.ref, /^sha256:[0-9a-f]{64}$/);
   t.deepEqual(first, { ref: first.ref, rows: 2, bytes: 9 });
-  t.not((await sink.write('s', 'q3', { ...result, rows: [[2], [1]] })).ref, first.ref);
+  t.not((await sink.write(q('q3'), { ...result, rows: [[2], [1]] })).ref, first.ref);
   // Capacity 2: the oldest digest is gone; no rows are kept anywhere.
   t.is(sink.get('s', 'q1'), undefined);
   t.deepEqual(sink.get('s', 'q2'), { rows: 2, bytes: 9, sha256: first.ref.slice(7) });
