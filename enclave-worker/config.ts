@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 const Port = v.pipe(v.string(), v.regex(/^\d{1,5}$/, 'must be a port number'), v.transform(Number), v.maxValue(65535));
 const PositiveInt = v.pipe(v.string(), v.regex(/^\d{1,9}$/, 'must be a whole number'), v.transform(Number), v.minValue(1));
 const Url = v.pipe(v.string(), v.url('must be a URL'));
+const KMS_KEY = /^projects\/[^/]+\/locations\/[^/]+\/keyRings\/[^/]+\/cryptoKeys\/[^/]+$/;
 const Digest = v.pipe(v.string(), v.regex(/^sha256:[0-9a-f]{64}$/, 'must be sha256:<64 hex>'));
 
 const EnvSchema = v.object({
@@ -35,13 +36,30 @@ const EnvSchema = v.object({
   EXECUTOR_SLOTS: v.optional(PositiveInt, '2'),
   QUERY_TIMEOUT_MS: v.optional(PositiveInt, '30000'),
   QUERY_MEMORY_MB: v.optional(PositiveInt, '512'),
-  /** TEST-ONLY: a directory of plaintext CSV fixtures per session, until the encrypted data path lands. */
+  /** TEST-ONLY: a directory of plaintext CSV fixtures per session instead of the encrypted inputs. */
   WORKER_PLAINTEXT_FIXTURES_DIR: v.optional(v.string()),
+  /** Cloud Storage bucket of ciphertext (datasets, wrapped session keys, sealed results). */
+  OBJECT_STORE_BUCKET: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/, 'must be a Cloud Storage bucket name'))),
+  /** The embedded stack's object store directory, shared with the control plane (default `<CLEANROOM_DATA_DIR>/objects`). */
+  CLEANROOM_OBJECTS_DIR: v.optional(v.pipe(v.string(), v.minLength(1))),
+  /** Cloud KMS key that wraps session keys: `projects/P/locations/L/keyRings/R/cryptoKeys/K`. */
+  KMS_KEY_NAME: v.optional(v.pipe(v.string(), v.regex(KMS_KEY, 'must be projects/P/locations/L/keyRings/R/cryptoKeys/K'))),
+  /** The embedded stack's key ring file (default `<worker data dir>/key-ring.json`). WARNING: a plain file; local only. */
+  KEY_RING_FILE: v.optional(v.pipe(v.string(), v.minLength(1))),
 });
+
+/** Where ciphertext lives: a Cloud Storage bucket, or a directory in the embedded stack. */
+export type ObjectStoreConfig = { kind: 'gcs'; bucket: string } | { kind: 'local'; dir: string };
+/** What wraps session keys: Cloud KMS, or a key ring file in the embedded stack. */
+export type KeyServiceConfig = { kind: 'cloud-kms'; keyName: string } | { kind: 'local-key-ring'; file: string };
 
 export type WorkerConfig = ReturnType<typeof loadWorkerConfig>;
 
-/** The worker's one reader of the environment; fails fast, naming the variable. */
+/**
+ * The worker's one reader of the environment; fails fast, naming the variable. In
+ * `confidential-space` mode ciphertext must live in a bucket and session keys be wrapped by Cloud
+ * KMS: the local directory, key ring file and plaintext fixtures are refused there.
+ */
 export function loadWorkerConfig(env: Record<string, string | undefined>) {
   const result = v.safeParse(EnvSchema, env);
   if (!result.success) {
@@ -49,12 +67,31 @@ export function loadWorkerConfig(env: Record<string, string | undefined>) {
     throw new Error(`invalid worker configuration: ${issue.path?.map((p) => String(p.key)).join('.') ?? ''}: ${issue.message}`);
   }
   const e = result.output;
+  const fail = (message: string): never => {
+    throw new Error(`invalid worker configuration: ${message}`);
+  };
+  if (e.OBJECT_STORE_BUCKET && e.CLEANROOM_OBJECTS_DIR) fail('set OBJECT_STORE_BUCKET or CLEANROOM_OBJECTS_DIR, not both');
+  if (e.KMS_KEY_NAME && e.KEY_RING_FILE) fail('set KMS_KEY_NAME or KEY_RING_FILE, not both');
+  if (e.ATTESTATION_MODE === 'confidential-space') {
+    if (!e.OBJECT_STORE_BUCKET) fail('OBJECT_STORE_BUCKET is required in confidential-space mode');
+    if (!e.KMS_KEY_NAME) fail('KMS_KEY_NAME is required in confidential-space mode');
+    if (e.CLEANROOM_OBJECTS_DIR) fail('CLEANROOM_OBJECTS_DIR (a local directory) is refused in confidential-space mode');
+    if (e.KEY_RING_FILE) fail('KEY_RING_FILE (a local key file) is refused in confidential-space mode');
+    if (e.WORKER_PLAINTEXT_FIXTURES_DIR) fail('WORKER_PLAINTEXT_FIXTURES_DIR (TEST-ONLY plaintext) is refused in confidential-space mode');
+  }
+  const dataDir = resolve(e.WORKER_DATA_DIR ?? join(e.CLEANROOM_DATA_DIR, 'worker'));
+  const objectStore: ObjectStoreConfig = e.OBJECT_STORE_BUCKET
+    ? { kind: 'gcs', bucket: e.OBJECT_STORE_BUCKET }
+    : { kind: 'local', dir: resolve(e.CLEANROOM_OBJECTS_DIR ?? join(e.CLEANROOM_DATA_DIR, 'objects')) };
+  const keyService: KeyServiceConfig = e.KMS_KEY_NAME
+    ? { kind: 'cloud-kms', keyName: e.KMS_KEY_NAME }
+    : { kind: 'local-key-ring', file: resolve(e.KEY_RING_FILE ?? join(dataDir, 'key-ring.json')) };
   return {
     instanceId: e.TEE_INSTANCE_ID,
     port: e.WORKER_PORT,
     host: e.WORKER_HOST,
     publicUrl: e.TEE_SERVICE_ENDPOINT.replace(/\/$/, ''),
-    dataDir: resolve(e.WORKER_DATA_DIR ?? join(e.CLEANROOM_DATA_DIR, 'worker')),
+    dataDir,
     attestationMode: e.ATTESTATION_MODE,
     imageDigest: e.WORKER_IMAGE_DIGEST,
     attestationAudience: e.ATTESTATION_AUDIENCE,
@@ -68,5 +105,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined>) {
     queryTimeoutMs: e.QUERY_TIMEOUT_MS,
     queryMemoryMb: e.QUERY_MEMORY_MB,
     plaintextFixturesDir: e.WORKER_PLAINTEXT_FIXTURES_DIR ? resolve(e.WORKER_PLAINTEXT_FIXTURES_DIR) : undefined,
+    objectStore,
+    keyService,
   };
 }

@@ -9,9 +9,11 @@ async function main(): Promise<void> {
   const worker = await startWorker(config, { log: { info: write('INFO'), warn: write('WARNING'), error: write('ERROR') } });
   const lines = [
     `Enclave worker ${config.instanceId} (attestation: ${config.attestationMode}${config.attestationMode === 'insecure-dev' ? ' — WARNING: proves nothing, local only' : ''})`,
-    `  listening      http://${config.host}:${config.port}  (/health, /attestation?nonce=, /status, POST /tasks)`,
+    `  listening      http://${config.host}:${config.port}  (/health, /attestation?nonce=, /status, POST /tasks, POST /session-keys)`,
     `  clients use    ${worker.url}`,
     `  data           ${config.dataDir}`,
+    `  objects        ${config.objectStore.kind === 'gcs' ? `gs://${config.objectStore.bucket}` : config.objectStore.dir}`,
+    `  session keys   ${config.keyService.kind === 'cloud-kms' ? `wrapped by Cloud KMS ${config.keyService.keyName}` : `wrapped by the key ring file ${config.keyService.file} — WARNING: a plain file, local only`}`,
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   let stopping = false;

@@ -5,26 +5,34 @@ import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { attestationNonce } from '../protocol/attestation.ts';
-import { CleanroomError } from '../protocol/errors.ts';
-import type { TaskPayload } from '../protocol/task.ts';
 import { toNodeListener } from '../runtime/node-http.ts';
+import { GcsObjectStore } from '../runtime/object-store/gcs.ts';
+import { LocalObjectStore } from '../runtime/object-store/local.ts';
+import type { ObjectStore } from '../runtime/object-store/port.ts';
 import { ConfidentialSpaceAttester } from './attestation/confidential-space.ts';
 import { DevAttester } from './attestation/dev.ts';
 import type { Attester } from './attestation/port.ts';
-import type { WorkerConfig } from './config.ts';
+import type { KeyServiceConfig, ObjectStoreConfig, WorkerConfig } from './config.ts';
 import { createExecutor, type Executor } from './executor/executor.ts';
 import { TestOnlyPlaintextFixtureInputs } from './executor/plaintext-fixtures.ts';
 import { ExecutorPool } from './executor/pool.ts';
-import type { InputSource } from './executor/ports.ts';
 import { detectSandbox } from './executor/sandbox.ts';
 import { createWorkerApp } from './http/app.ts';
+import { createSessionKeyEndpoint } from './http/session-keys.ts';
 import { createWorkerIdentity } from './identity.ts';
+import { EncryptedInputs } from './inputs/encrypted-inputs.ts';
 import { googleCallerVerifier, jwksCallerVerifier } from './intake/caller.ts';
 import { createTaskIntake, type IntakeLogger } from './intake/handler.ts';
-import { SqliteLeaseStore, type LeaseOutcome } from './intake/lease-store.ts';
-import { controlPlaneReporter, type Reporter } from './report/control-plane.ts';
+import { SqliteLeaseStore } from './intake/lease-store.ts';
+import { runTask } from './intake/run-task.ts';
+import { KmsKeyService } from './keys/kms.ts';
+import { LocalKeyRing } from './keys/local-key-ring.ts';
+import type { KeyService } from './keys/port.ts';
+import { SessionKeyManager } from './keys/session-keys.ts';
+import { controlPlaneReporter } from './report/control-plane.ts';
 import { cachedTokenSource, devIdpToken, metadataServerToken } from './report/token-source.ts';
-import { FileDigestSink } from './results/file-digest-sink.ts';
+import { receiptAttestation } from './results/receipt-attestation.ts';
+import { SealedResultSink } from './results/sealed-sink.ts';
 import { taskKeysFromFile } from './task-keys.ts';
 
 export interface RunningWorker {
@@ -33,13 +41,11 @@ export interface RunningWorker {
   close(): Promise<void>;
 }
 
-/** No datasets exist before the encrypted data path (issue 3 of 6): sessions have no tables yet. */
-const NO_INPUTS: InputSource = { tableNames: async () => [], tables: async () => [] };
-
 /**
- * The worker's composition root: identity key, attester, lease store, executor pool, task intake
- * and the HTTP surface, from a validated config. `main.ts` runs it; tests start it in-process
- * or as a child process.
+ * The worker's composition root: identity key, attester, object store, key service, session
+ * keys, lease store, executor pool (encrypted inputs in, sealed results out), task intake and the
+ * HTTP surface, from a validated config. `main.ts` runs it; tests start it in-process or as a
+ * child process.
  */
 export async function startWorker(config: WorkerConfig, options: { log?: IntakeLogger; publicUrl?: string } = {}): Promise<RunningWorker> {
   const log = options.log ?? { info() {}, warn() {}, error() {} };
@@ -68,16 +74,25 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
         });
   let lastAttestationExpiry: string | null = null;
 
+  const objects = objectStoreOf(config.objectStore);
+  const keyService = keyServiceOf(config.keyService);
+  const sessionKeys = new SessionKeyManager({ objects, keys: keyService, identity });
+
   const pool = new ExecutorPool({ maxConcurrent: config.executorSlots, maxQueued: config.executorSlots * 16 });
   const inputs = config.plaintextFixturesDir
     ? new TestOnlyPlaintextFixtureInputs({ directory: config.plaintextFixturesDir, allowTestOnly: true })
-    : NO_INPUTS;
+    : new EncryptedInputs({ objects, sessionKeys });
   if (config.plaintextFixturesDir) log.warn('TEST-ONLY plaintext fixture inputs are enabled', { dir: config.plaintextFixturesDir });
   const sandbox = detectSandbox();
+  const sink = new SealedResultSink({
+    objects,
+    identity,
+    attestation: receiptAttestation({ attester, audience: config.attestationAudience, identity, fallbackImageDigest: config.imageDigest }),
+  });
   const executor = createExecutor({
     pool,
     inputs,
-    sink: new FileDigestSink(join(config.dataDir, 'results')),
+    sink,
     sandbox,
     limits: { timeoutMs: config.queryTimeoutMs, memoryLimitMb: config.queryMemoryMb },
   });
@@ -89,14 +104,16 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
   );
   const reporter = controlPlaneReporter({ baseUrl: config.controlPlaneUrl, tokenSource, log: (m, f) => log.warn(m, f) });
   const leases = SqliteLeaseStore.open(join(config.dataDir, 'leases.sqlite'));
+  const taskKeys = taskKeysFromFile(config.taskKeysFile);
+  const jwksCaller = config.taskCallerVerifier === 'google' ? undefined : jwksCallerVerifier({ audience: config.taskCallerAudience, jwksUrl: new URL(config.taskCallerVerifier) });
+  // Cloud Tasks' OIDC audience is the intake URL; the control plane's own token for
+  // `/session-keys` names that route's URL the same way.
+  const callerFor = (path: string) => jwksCaller ?? googleCallerVerifier({ audience: `${url}${path}` });
   let inFlight = 0;
   const intake = createTaskIntake({
-    verifyCaller:
-      config.taskCallerVerifier === 'google'
-        ? googleCallerVerifier({ audience: `${url}/tasks` })
-        : jwksCallerVerifier({ audience: config.taskCallerAudience, jwksUrl: new URL(config.taskCallerVerifier) }),
+    verifyCaller: callerFor('/tasks'),
     expectedCallerEmail: config.taskCallerEmail,
-    taskKeys: taskKeysFromFile(config.taskKeysFile),
+    taskKeys,
     leases,
     execute: async (payload, signal) => {
       inFlight++;
@@ -111,20 +128,31 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
     log,
   });
 
+  const attest = async (nonce: string) => {
+    const token = await attester.token({
+      audience: config.attestationAudience,
+      nonces: [await attestationNonce(nonce, identity.thumbprint)],
+    });
+    const exp = decodeJwt(token).exp;
+    lastAttestationExpiry = typeof exp === 'number' ? new Date(exp * 1000).toISOString() : null;
+    return { token, kind: attester.kind, expiresAt: lastAttestationExpiry };
+  };
+  const sessionKeyEndpoint = createSessionKeyEndpoint({
+    verifyCaller: callerFor('/session-keys'),
+    expectedCallerEmail: config.taskCallerEmail,
+    taskKeys,
+    sessionKeys,
+    attest,
+    clock: { now: () => new Date() },
+    log,
+  });
+
   const app = createWorkerApp({
     instanceId: config.instanceId,
     imageDigest: config.imageDigest,
     identity,
     startedAt,
-    async attest(nonce) {
-      const token = await attester.token({
-        audience: config.attestationAudience,
-        nonces: [await attestationNonce(nonce, identity.thumbprint)],
-      });
-      const exp = decodeJwt(token).exp;
-      lastAttestationExpiry = typeof exp === 'number' ? new Date(exp * 1000).toISOString() : null;
-      return { token, kind: attester.kind, expiresAt: lastAttestationExpiry };
-    },
+    attest,
     status: () => ({
       instance_id: config.instanceId,
       uptime_s: Math.round((Date.now() - startedAt) / 1000),
@@ -132,10 +160,14 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
       executor: executor.status(),
       sandbox: { separate_users: Boolean(sandbox.users), no_network: Boolean(sandbox.isolateNetwork), rlimits: Boolean(sandbox.rlimits) },
       attestation: { kind: attester.kind, last_token_expires_at: lastAttestationExpiry },
+      // Kinds only: never a key name, a bucket path or a key.
+      key_service: { kind: config.keyService.kind },
+      object_store: { kind: config.objectStore.kind },
       memory: { rss: process.memoryUsage().rss, free: freemem(), total: totalmem() },
       cpu: { cores: cpus().length, loadavg: loadavg(), process_usage_us: process.cpuUsage() },
     }),
     intake,
+    sessionKeys: sessionKeyEndpoint,
     documents: documentsOf(attester),
     clientKey: (request) => request.headers.get('x-forwarded-for')?.split(',')[0]?.trim() ?? 'direct',
   });
@@ -155,35 +187,19 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
   };
 }
 
-/**
- * One task: tell the control plane it runs (it refuses, with a 4xx, a query that may no longer
- * run), execute, report the outcome. Codes only leave the worker, never engine text.
- */
-async function runTask(payload: TaskPayload, signal: AbortSignal, executor: Executor, reporter: Reporter): Promise<LeaseOutcome> {
-  const base = { session_id: payload.session_id, query_id: payload.query_id, task_id: payload.jti };
-  const running = await reporter.report({ ...base, event: 'RUNNING', at: new Date().toISOString() });
-  if (running === 'refused') return { status: 'FAILED', code: 'ILLEGAL_TRANSITION' };
-  if (running === 'unreachable') throw new CleanroomError('STORE_UNAVAILABLE', 'the control plane is unreachable', { retryAfter: 10 });
-  const outcome = await executor.execute({ sessionId: payload.session_id, queryId: payload.query_id, sql: payload.sql, signal });
-  if (outcome.status === 'CANCELLED') throw new CleanroomError('TASK_IN_PROGRESS', 'the task request closed', { retryAfter: 1 });
-  const at = new Date().toISOString();
-  const reported =
-    outcome.status === 'SUCCEEDED'
-      ? await reporter.report({
-          ...base,
-          event: 'SUCCEEDED',
-          at,
-          stats: { rows: outcome.result.rows, bytes: outcome.result.bytes, elapsed_ms: Math.round(outcome.result.elapsedMs) },
-          result_ref: outcome.result.ref,
-        })
-      : await reporter.report({ ...base, event: 'FAILED', at, error_code: outcome.code });
-  // The result is written (once); if the control plane did not hear of it, a redelivery reports again.
-  if (reported === 'unreachable') throw new CleanroomError('STORE_UNAVAILABLE', 'the control plane is unreachable', { retryAfter: 10 });
-  return outcome.status === 'SUCCEEDED' ? { status: 'SUCCEEDED' } : { status: 'FAILED', code: outcome.code };
-}
-
 function documentsOf(attester: Attester): Record<string, () => unknown> {
   if (!(attester instanceof DevAttester)) return {};
   const { openidConfiguration, jwks } = attester.routes;
   return { [openidConfiguration]: () => attester.openidConfiguration(), [jwks]: () => attester.jwks() };
+}
+
+function objectStoreOf(config: ObjectStoreConfig): ObjectStore {
+  if (config.kind === 'local') return new LocalObjectStore(config.dir);
+  return new GcsObjectStore({ bucket: config.bucket });
+}
+
+function keyServiceOf(config: KeyServiceConfig): KeyService {
+  // The KMS client is loaded on first use, so the embedded stack never loads the SDK.
+  if (config.kind === 'cloud-kms') return new KmsKeyService({ keyName: config.keyName });
+  return LocalKeyRing.open(config.file);
 }

@@ -15,6 +15,8 @@ export interface WorkerAppDeps {
   status(): Record<string, unknown>;
   /** `POST /tasks`: the signed-task intake. */
   intake(request: Request): Promise<Response>;
+  /** `POST /session-keys`: a session's key bundle, for the control plane (`session-keys.ts`). */
+  sessionKeys(request: Request): Promise<Response>;
   /** Extra public documents (the dev attester's discovery and JWKS), by exact path. */
   documents?: Record<string, () => unknown>;
   /** The caller's address, for the `/attestation` rate limit. */
@@ -25,8 +27,16 @@ export interface WorkerAppDeps {
 const NONCE = /^[A-Za-z0-9_-]{16,128}$/;
 
 /**
- * The worker (the seed's "TEE service") as one web-standard handler: `/health`,
- * `/attestation?nonce=`, `/status`, `/tasks`, plus the dev attester's documents in local mode.
+ * The worker (the seed's "TEE service") as one web-standard handler. The route table:
+ *
+ * | route                      | caller                                   |
+ * | -------------------------- | ---------------------------------------- |
+ * | `GET /health`              | anyone (load balancer health checks)     |
+ * | `GET /attestation?nonce=`  | anyone, rate-limited per address         |
+ * | `GET /status`              | operators (restricted at the front door) |
+ * | `POST /tasks`              | the control plane (OIDC + signed task)   |
+ * | `POST /session-keys`       | the control plane (OIDC + signed request), rate-limited per session |
+ * | dev attester documents     | anyone, local mode only                  |
  */
 export function createWorkerApp(deps: WorkerAppDeps): (request: Request) => Promise<Response> {
   const limiter = tokenBuckets({ capacity: 10, refillPerSecond: 2, ...(deps.now ? { now: deps.now } : {}) });
@@ -37,6 +47,10 @@ export function createWorkerApp(deps: WorkerAppDeps): (request: Request) => Prom
       if (pathname === '/tasks') {
         if (request.method !== 'POST') throw new CleanroomError('METHOD_NOT_ALLOWED', 'use POST');
         return await deps.intake(request);
+      }
+      if (pathname === '/session-keys') {
+        if (request.method !== 'POST') throw new CleanroomError('METHOD_NOT_ALLOWED', 'use POST');
+        return await deps.sessionKeys(request);
       }
       if (request.method !== 'GET') throw new CleanroomError('METHOD_NOT_ALLOWED', 'use GET');
       if (pathname === '/health') {

@@ -76,6 +76,16 @@ export function googleCallerVerifier(options: GoogleCallerOptions): CallerVerifi
   };
 }
 
+/**
+ * The control plane, and only it: a valid caller token (`verify`) whose email is `expectedEmail`
+ * (its service account; locally the dev IdP's control-plane identity). `TASK_UNAUTHENTICATED`
+ * otherwise. Guards both `POST /tasks` and `POST /session-keys`.
+ */
+export async function authenticateControlPlane(verify: CallerVerifier, expectedEmail: string, authorization: string | null): Promise<void> {
+  const caller = await verify(authorization);
+  if (caller.email !== expectedEmail.toLowerCase()) throw new CleanroomError('TASK_UNAUTHENTICATED', 'the caller is not the control plane');
+}
+
 /** The token of a `Bearer` authorization header. */
 export function bearerToken(authorization: string | null): string {
   const match = /^Bearer ([A-Za-z0-9._~+/=-]{1,8192})$/i.exec(authorization ?? '');

@@ -2,7 +2,7 @@ import type { JWK, JWTVerifyGetKey } from 'jose';
 import { CleanroomError } from '../../protocol/errors.ts';
 import type { TaskPayload } from '../../protocol/task.ts';
 import { verifyTaskJws } from '../../protocol/task-verify.ts';
-import type { CallerVerifier } from './caller.ts';
+import { authenticateControlPlane, type CallerVerifier } from './caller.ts';
 import { errorJson, json } from '../http/respond.ts';
 import { readCappedText } from './body.ts';
 import type { LeaseKey, LeaseOutcome, LeaseStore } from './lease-store.ts';
@@ -44,13 +44,11 @@ export interface TaskIntakeDeps {
  * query run, and the answer (2xx) is sent once its outcome is recorded.
  */
 export function createTaskIntake(deps: TaskIntakeDeps): (request: Request) => Promise<Response> {
-  const expectedEmail = deps.expectedCallerEmail.toLowerCase();
   return async (request) => {
     let key: LeaseKey | undefined;
     try {
       if (request.method !== 'POST') throw new CleanroomError('METHOD_NOT_ALLOWED', 'tasks are POSTed');
-      const caller = await deps.verifyCaller(request.headers.get('authorization'));
-      if (caller.email !== expectedEmail) throw new CleanroomError('TASK_UNAUTHENTICATED', 'the caller is not the control plane');
+      await authenticateControlPlane(deps.verifyCaller, deps.expectedCallerEmail, request.headers.get('authorization'));
       const body = await readCappedText(request, deps.maxBodyBytes ?? 1024 * 1024);
       const payload = await verifyTaskJws(body.trim(), { keys: deps.taskKeys, currentDate: deps.clock.now() });
       key = { jti: payload.jti, queryId: payload.query_id, attempt: payload.attempt };

@@ -57,6 +57,7 @@ export async function testWorker(mode: WorkerMode = 'honest', audience = 'cleanr
     },
     status: () => ({}),
     intake: async () => new Response(null, { status: 404 }),
+    sessionKeys: async () => new Response(null, { status: 404 }),
     documents: {
       [attester.routes.openidConfiguration]: () => attester.openidConfiguration(),
       [attester.routes.jwks]: () => attester.jwks(),

@@ -10,7 +10,7 @@ import { createTaskIntake, type TaskIntakeDeps } from '../../enclave-worker/inta
 import { SqliteLeaseStore } from '../../enclave-worker/intake/lease-store.ts';
 import { DEV_AUDIENCE, DEV_ISSUER, DevIdentityProvider } from '../../functions/adapters/identity/dev-idp.ts';
 import { CleanroomError, ERROR_STATUS, type ErrorCode } from '../../protocol/errors.ts';
-import type { TaskPayload } from '../../protocol/task.ts';
+import { TASK_AUDIENCE, TASK_ISSUER, signSessionKeyRequest, type TaskPayload } from '../../protocol/task.ts';
 import { TASK_TYP, signedTask, taskPayload, testTaskKey } from '../helpers/task.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'intake-'));
@@ -207,6 +207,11 @@ const refusals: Array<[string, () => Promise<{ body: BodyInit; authorization?: s
     const now = Math.floor(Date.now() / 1000);
     return { body: await signedTask(key, taskPayload({ iat: now - 7200, exp: now - 3600 })) };
   }, 'TASK_EXPIRED'],
+  ['a session key request (kind session_key) posted as a task', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const request = { v: 1, kind: 'session_key', iss: TASK_ISSUER, aud: TASK_AUDIENCE, jti: crypto.randomUUID(), iat: now, exp: now + 60, session_id: crypto.randomUUID(), nonce: 'n'.repeat(43) } as const;
+    return { body: await signSessionKeyRequest(request, key.signer) };
+  }, 'TASK_MALFORMED'],
   ['a signed task off the schema', async () => ({ body: await key.signRaw({ alg: 'ES256', typ: TASK_TYP, kid: key.publicJwk.kid }, { ...taskPayload(), attempt: 0 }) }), 'TASK_MALFORMED'],
   ['a garbage body', async () => ({ body: 'this is not a task' }), 'TASK_MALFORMED'],
   ['an empty body', async () => ({ body: '' }), 'TASK_MALFORMED'],

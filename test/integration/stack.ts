@@ -4,22 +4,31 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalStack, type LocalStack } from '../../functions/local/stack.ts';
 import { freePort } from '../helpers/firestore-emulator.ts';
+import { registerTestKeys, type TestParticipantKeys } from '../helpers/participant-keys.ts';
 
 /** The control plane in-process and the worker as a real child process, as `npm start` runs them. */
 export interface FullStack {
   api: LocalStack;
   dataDir: string;
+  /** The object store directory the control plane and the worker share (sealed results land here). */
+  objectsDir: string;
   fixturesDir: string;
   workerUrl: string;
   worker(): ChildProcess;
   startWorker(): Promise<void>;
   killWorker(signal?: NodeJS.Signals): Promise<void>;
   call(method: string, path: string, as: string, body?: unknown): Promise<{ status: number; body: any }>;
+  /** Registers fresh keys for `as` in the session (results are sealed to recipients' keys). */
+  registerKeys(sessionId: string, as: string): Promise<TestParticipantKeys>;
   waitFor(sessionId: string, queryId: string, as: string, statuses: string[], timeoutMs?: number): Promise<any>;
   close(): Promise<void>;
 }
 
-export async function startFullStack(options: { reconcileEveryMs?: number } = {}): Promise<FullStack> {
+/**
+ * `plaintextFixtures` (default true): the worker reads TEST-ONLY plaintext tables from
+ * `fixturesDir`; false: it decrypts uploaded datasets from the shared object store, as deployed.
+ */
+export async function startFullStack(options: { reconcileEveryMs?: number; plaintextFixtures?: boolean } = {}): Promise<FullStack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cleanroom-full-'));
   const fixturesDir = join(dataDir, 'fixtures');
   const workerPort = await freePort();
@@ -36,7 +45,7 @@ export async function startFullStack(options: { reconcileEveryMs?: number } = {}
         TEE_SERVICE_ENDPOINT: workerUrl,
         CONTROL_PLANE_URL: api.apiUrl,
         TASK_CALLER_VERIFIER: `${api.apiUrl}/dev-idp/jwks.json`,
-        WORKER_PLAINTEXT_FIXTURES_DIR: fixturesDir,
+        ...(options.plaintextFixtures === false ? {} : { WORKER_PLAINTEXT_FIXTURES_DIR: fixturesDir }),
         QUERY_TIMEOUT_MS: '60000',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -86,12 +95,14 @@ export async function startFullStack(options: { reconcileEveryMs?: number } = {}
   return {
     api,
     dataDir,
+    objectsDir: api.objectsDir,
     fixturesDir,
     workerUrl,
     worker: () => child!,
     startWorker,
     killWorker,
     call,
+    registerKeys: (sessionId, as) => registerTestKeys({ apiUrl: api.apiUrl, idp: api.devIdp, sessionId, email: as }),
     waitFor,
     async close() {
       await killWorker('SIGKILL');

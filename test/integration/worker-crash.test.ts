@@ -1,10 +1,16 @@
 import test from 'ava';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { objectKeys } from '../../protocol/dataset.ts';
+import { openSealedResult, receiptIdentityVerifier } from '../../protocol/sealed-result.ts';
+import type { TestParticipantKeys } from '../helpers/participant-keys.ts';
 import { startFullStack, type FullStack } from './stack.ts';
 
 const OWNER = 'owner@example.com';
+/** The digest the local worker's dev attester claims by default (`enclave-worker/config.ts`). */
+const DEV_WORKER_DIGEST = `sha256:${'0'.repeat(56)}de7de7de`;
 let stack: FullStack;
+const keys = new Map<string, TestParticipantKeys>();
 
 test.before(async () => {
   stack = await startFullStack();
@@ -15,6 +21,8 @@ test.after.always(async () => {
 
 async function sessionWithTable(rows: number): Promise<string> {
   const session = await stack.call('POST', '/api/tee/sessions', OWNER, { name: 'crash', approval_policy: 'none' });
+  // Results are sealed to their recipients' registered keys: the owner receives them.
+  keys.set(session.body.id, await stack.registerKeys(session.body.id, OWNER));
   const dir = join(stack.fixturesDir, session.body.id);
   mkdirSync(dir, { recursive: true });
   const lines = ['x:INTEGER', ...Array.from({ length: rows }, (_, i) => String(i))];
@@ -30,7 +38,19 @@ test.serial('end to end: a proposed query runs in the worker and is recorded SUC
   t.is(done.status, 'SUCCEEDED');
   t.truthy(done.started_at);
   t.truthy(done.finished_at);
-  t.regex(done.result_ref, /^sha256:[0-9a-f]{64}$/);
+  t.is(done.result_ref, `object:${objectKeys.result(id, q.body.id)}`);
+  // The sealed result opens with the owner's key, under a receipt by the attested worker.
+  const sealed = JSON.parse(readFileSync(join(stack.objectsDir, objectKeys.result(id, q.body.id)), 'utf8'));
+  const opened = await openSealedResult({
+    sealed,
+    recipientPrivateKey: keys.get(id)!.encryptionPrivateKey,
+    expect: { sessionId: id, queryId: q.body.id },
+    verifyIdentity: receiptIdentityVerifier({
+      policy: { audience: 'cleanroom-clients', allowedImageDigests: [DEV_WORKER_DIGEST], allowInsecureDev: true, devIssuer: `${stack.workerUrl}/dev-attestation` },
+    }),
+  });
+  t.deepEqual(opened.rows, [['4950']]); // sum() is a HUGEINT: an exact decimal string
+  t.deepEqual(opened.receipt.recipients, [OWNER]);
 });
 
 test.serial('end to end: a policy violation fails with POLICY_VIOLATION and the worker keeps serving', async (t) => {
@@ -55,7 +75,7 @@ test.serial('a worker killed with SIGKILL mid-query and restarted completes that
   t.is(done.status, 'SUCCEEDED');
   t.is(done.attempt, 1, 'the same attempt completed; no new task was needed');
   // One outcome record for the query, and one success in the session's audit chain.
-  t.deepEqual(readdirSync(join(stack.dataDir, 'worker', 'results', id)), [`${q.body.id}.json`]);
+  t.deepEqual(readdirSync(join(stack.objectsDir, objectKeys.resultPrefix(id))), [`${q.body.id}.json`]);
   const audit = await stack.call('GET', `/api/tee/sessions/${id}/audit?limit=200`, OWNER);
   const actions = audit.body.entries.map((e: any) => e.action);
   t.is(actions.filter((a: string) => a === 'query.succeeded').length, 1, actions.join(','));
