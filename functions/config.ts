@@ -1,7 +1,14 @@
 import * as v from 'valibot';
 import { resolve } from 'node:path';
+import { DATASET_LIMITS } from '../protocol/dataset.ts';
 
 const Port = v.pipe(v.string(), v.regex(/^\d{1,5}$/, 'must be a port number'), v.transform(Number), v.maxValue(65535));
+const ByteCount = v.pipe(
+  v.string(),
+  v.regex(/^[1-9]\d{0,15}$/, 'must be a positive number of bytes'),
+  v.transform(Number),
+  v.maxValue(Number.MAX_SAFE_INTEGER, 'is too large'),
+);
 
 const EnvSchema = v.object({
   CLEANROOM_MODE: v.optional(v.picklist(['local', 'gcp'], 'CLEANROOM_MODE must be local or gcp'), 'local'),
@@ -22,20 +29,30 @@ const EnvSchema = v.object({
   TASK_QUEUE: v.optional(v.string(), ''),
   /** gcp: the control plane's service account, named in each task's OIDC token. */
   TASK_SERVICE_ACCOUNT: v.optional(v.string(), ''),
+  /** Cap on one dataset's ciphertext, in bytes (both modes). */
+  CLEANROOM_MAX_DATASET_BYTES: v.optional(ByteCount, String(DATASET_LIMITS.defaultMaxCiphertextBytes)),
+  /**
+   * gcp: the Cloud Storage bucket of dataset ciphertext, wrapped session keys and sealed results.
+   * It must not keep versions or soft-deleted copies, or closing a session shreds nothing.
+   */
+  OBJECT_STORE_BUCKET: v.optional(v.string(), ''),
 });
 
 export type ControlPlaneConfig =
-  | { mode: 'local'; apiPort: number; apiHost: string; dataDir: string; teeServiceEndpoint: string }
+  | { mode: 'local'; apiPort: number; apiHost: string; dataDir: string; teeServiceEndpoint: string; maxDatasetBytes: number }
   | {
       mode: 'gcp';
       audiences: string[];
       projectId: string | undefined;
       firestoreDatabase: string;
+      /** The worker's load balancer: tasks go to `/tasks`, session key requests to `/session-keys`. */
       teeServiceEndpoint: string;
       workerServiceAccount: string;
       taskSigningKeyVersion: string;
       taskQueue: string;
       taskServiceAccount: string;
+      objectStoreBucket: string;
+      maxDatasetBytes: number;
     };
 
 /**
@@ -56,11 +73,12 @@ export function loadConfig(env: Record<string, string | undefined>): ControlPlan
       apiHost: e.CLEANROOM_API_HOST,
       dataDir: resolve(e.CLEANROOM_DATA_DIR),
       teeServiceEndpoint: e.TEE_SERVICE_ENDPOINT,
+      maxDatasetBytes: e.CLEANROOM_MAX_DATASET_BYTES,
     };
   }
   const audiences = e.ID_TOKEN_AUDIENCES.split(',').map((s) => s.trim()).filter(Boolean);
   if (audiences.length === 0) throw new Error('invalid configuration: ID_TOKEN_AUDIENCES is required in gcp mode');
-  for (const name of ['WORKER_SERVICE_ACCOUNT', 'TASK_SIGNING_KEY_VERSION', 'TASK_QUEUE', 'TASK_SERVICE_ACCOUNT'] as const) {
+  for (const name of ['WORKER_SERVICE_ACCOUNT', 'TASK_SIGNING_KEY_VERSION', 'TASK_QUEUE', 'TASK_SERVICE_ACCOUNT', 'OBJECT_STORE_BUCKET'] as const) {
     if (!e[name]) throw new Error(`invalid configuration: ${name} is required in gcp mode`);
   }
   return {
@@ -73,5 +91,7 @@ export function loadConfig(env: Record<string, string | undefined>): ControlPlan
     taskSigningKeyVersion: e.TASK_SIGNING_KEY_VERSION,
     taskQueue: e.TASK_QUEUE,
     taskServiceAccount: e.TASK_SERVICE_ACCOUNT,
+    objectStoreBucket: e.OBJECT_STORE_BUCKET,
+    maxDatasetBytes: e.CLEANROOM_MAX_DATASET_BYTES,
   };
 }

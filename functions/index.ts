@@ -4,20 +4,24 @@ import { GoogleIdTokenVerifier } from './adapters/identity/google-verifier.ts';
 import { CloudTasksQueue } from './adapters/queue/cloud-tasks.ts';
 import { KmsSigner } from './adapters/signer/kms.ts';
 import { FirestoreSessionStore } from './adapters/store/firestore.ts';
+import { googleIdTokenSource } from './adapters/worker/google-token.ts';
+import { HttpWorkerClient } from './adapters/worker/http-client.ts';
 import { loadConfig } from './config.ts';
+import { DataPathService } from './core/datapath-service.ts';
 import { QueryService } from './core/query-service.ts';
 import { SessionService } from './core/session-service.ts';
 import { createApi } from './http/app.ts';
 import { jsonLogger } from './http/logger.ts';
 import { toNodeListener } from '../runtime/node-http.ts';
+import { GcsObjectStore, GcsUploadSigner } from '../runtime/object-store/gcs.ts';
 import { routesFor } from './routes.ts';
 import type { ApiDeps } from './http/types.ts';
 import { CleanroomError } from '../protocol/errors.ts';
 import type { TaskSigner } from '../protocol/task.ts';
 
 /**
- * The two Cloud Run functions (GCP mode) over Firestore, Cloud Tasks, Cloud KMS and Google ID
- * tokens: `api` (every user route) and `internal` (worker events and the reconciler; deploy it
+ * The two Cloud Run functions (GCP mode) over Firestore, Cloud Tasks, Cloud KMS, Cloud Storage and
+ * Google ID tokens: `api` (every user route) and `internal` (worker events and the reconciler; deploy it
  * with IAM invokers restricted to the worker's and the scheduler's service accounts).
  * Registration must happen at import (the framework finds targets that way); the composition
  * root runs once, on the first request.
@@ -63,6 +67,7 @@ async function build(): Promise<ApiDeps> {
   );
   const clock = { now: () => new Date() };
   const log = jsonLogger();
+  const signer = lazySigner(() => KmsSigner.create({ keyVersionName: config.taskSigningKeyVersion }));
   const queries = new QueryService({
     store,
     clock,
@@ -71,13 +76,25 @@ async function build(): Promise<ApiDeps> {
       url: `${config.teeServiceEndpoint.replace(/\/$/, '')}/tasks`,
       serviceAccountEmail: config.taskServiceAccount,
     }),
-    signer: lazySigner(() => KmsSigner.create({ keyVersionName: config.taskSigningKeyVersion })),
+    signer,
     newId: () => crypto.randomUUID(),
     onDispatchFailure: (failure) => log.warn('task dispatch failed', { ...failure }),
+  });
+  // The Cloud Storage and ID-token clients load credentials on first use, never at cold start.
+  const datapath = new DataPathService({
+    store,
+    objects: new GcsObjectStore({ bucket: config.objectStoreBucket }),
+    uploads: new GcsUploadSigner({ bucket: config.objectStoreBucket }),
+    worker: new HttpWorkerClient({ url: config.teeServiceEndpoint, tokenSource: googleIdTokenSource() }),
+    signer,
+    clock,
+    newId: () => crypto.randomUUID(),
+    maxDatasetBytes: config.maxDatasetBytes,
   });
   return {
     sessions: new SessionService({ store, clock, newId: () => crypto.randomUUID() }),
     queries,
+    datapath,
     identity: new GoogleIdTokenVerifier({ audiences: config.audiences }),
     log,
     workerEmail: config.workerServiceAccount,

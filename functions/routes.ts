@@ -2,6 +2,12 @@ import { devIdpConfiguration, devIdpJwks, devIdpToken } from './handlers/dev-idp
 import { environmentsMoved } from './handlers/legacy-environments.ts';
 import { health, openapi } from './handlers/openapi.ts';
 import { registerKeys } from './handlers/participant-keys.ts';
+import { listDatasets } from './handlers/datasets-list.ts';
+import { registerDataset } from './handlers/datasets-register.ts';
+import { createUpload } from './handlers/datasets-upload.ts';
+import { putLocalObject } from './handlers/local-objects.ts';
+import { getQueryResult } from './handlers/query-result.ts';
+import { requestSessionKey } from './handlers/session-key.ts';
 import { addParticipant } from './handlers/participants-add.ts';
 import { removeParticipant } from './handlers/participants-remove.ts';
 import { approveQuery } from './handlers/queries-approve.ts';
@@ -38,6 +44,11 @@ export const ROUTES: readonly Route[] = [
   { method: 'POST', path: '/api/tee/sessions/:id/queries/:qid/approve', auth: 'user', summary: 'Approve a query (required approver)', handler: approveQuery },
   { method: 'POST', path: '/api/tee/sessions/:id/queries/:qid/reject', auth: 'user', summary: 'Reject a query (required approver)', handler: rejectQuery },
   { method: 'POST', path: '/api/tee/sessions/:id/queries/:qid/cancel', auth: 'user', summary: 'Cancel a query not yet started (proposer or owner)', handler: cancelQuery },
+  { method: 'GET', path: '/api/tee/sessions/:id/queries/:qid/result', auth: 'user', summary: "Fetch a query's sealed result (recipients)", handler: getQueryResult },
+  { method: 'POST', path: '/api/tee/sessions/:id/session-key', auth: 'user', summary: "Get the session key bundle (the worker's, relayed)", handler: requestSessionKey },
+  { method: 'POST', path: '/api/tee/sessions/:id/datasets/uploads', auth: 'user', summary: "Get an upload URL for a dataset's ciphertext", handler: createUpload },
+  { method: 'POST', path: '/api/tee/sessions/:id/datasets', auth: 'user', summary: 'Register an uploaded dataset (owner: the caller)', handler: registerDataset },
+  { method: 'GET', path: '/api/tee/sessions/:id/datasets', auth: 'user', summary: "List a session's datasets", handler: listDatasets },
   { method: 'POST', path: '/internal/v1/queries/:qid/events', auth: 'worker', summary: 'Worker: report what happened to a query', handler: recordQueryEvent },
   { method: 'POST', path: '/internal/v1/reconcile', auth: 'worker', summary: 'Reconciler run (scheduler)', handler: reconcile },
   { method: 'POST', path: '/api/tee/environments', auth: 'public', summary: 'Gone: use /api/tee/sessions', handler: environmentsMoved },
@@ -49,6 +60,8 @@ export const ROUTES: readonly Route[] = [
   { method: 'POST', path: '/dev-idp/token', auth: 'public', localOnly: true, summary: 'Dev identity provider: issue an ID token (local only)', handler: devIdpToken },
   { method: 'GET', path: '/dev-idp/jwks.json', auth: 'public', localOnly: true, summary: 'Dev identity provider: JWKS (local only)', handler: devIdpJwks },
   { method: 'GET', path: '/dev-idp/.well-known/openid-configuration', auth: 'public', localOnly: true, summary: 'Dev identity provider: discovery (local only)', handler: devIdpConfiguration },
+  // The signed URL is the authorisation (an HMAC over key, deadline and size cap).
+  { method: 'PUT', path: '/objects/:key*', auth: 'public', localOnly: true, summary: 'Local object store: signed upload (local only)', handler: putLocalObject },
 ];
 
 /**

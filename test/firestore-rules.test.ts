@@ -69,6 +69,9 @@ test.before(async () => {
     await setDoc(doc(db, 'collaboration_sessions/s1'), session('s1', OWNER, [MEMBER]));
     await setDoc(doc(db, 'collaboration_sessions/s2'), session('s2', STRANGER, []));
     await setDoc(doc(db, 'collaboration_sessions/s1/audit/0000000001'), { seq: 1, action: 'session.created' });
+    await setDoc(doc(db, 'collaboration_sessions/s1/datasets/d1'), { id: 'd1', session_id: 's1', table: 'sales', wrapped_key: 'a.b.c.d.e' });
+    await setDoc(doc(db, 'collaboration_sessions/s2/datasets/d2'), { id: 'd2', session_id: 's2', table: 'crm', wrapped_key: 'a.b.c.d.e' });
+    await setDoc(doc(db, 'collaboration_sessions/s1/queries/q1'), { id: 'q1', session_id: 's1', sql: 'SELECT 1' });
     await setDoc(doc(db, 'tees/legacy1'), { name: 'old', owner_email: OWNER, participant_emails: [OWNER] });
     await setDoc(doc(db, 'other/x'), { participant_emails: [OWNER] });
   });
@@ -192,5 +195,32 @@ test('rules: other collections, the legacy tees archive included, are denied', a
   await assertFails(getDoc(doc(db, 'other/x')));
   await assertFails(setDoc(doc(db, 'other/y'), { a: 1 }));
   await assertFails(setDoc(doc(db, 'tees/legacy2'), { a: 1 }));
+  t.pass();
+});
+
+test('rules: participants read their session\'s datasets (get and list); others, unverified and anonymous callers cannot', async (t) => {
+  for (const email of [OWNER, MEMBER, 'Member@Example.COM']) {
+    await assertSucceeds(getDoc(doc(as(email), 'collaboration_sessions/s1/datasets/d1')));
+    const snap = await assertSucceeds(getDocs(collection(as(email), 'collaboration_sessions/s1/datasets')));
+    t.deepEqual(snap.docs.map((d) => d.id), ['d1']);
+  }
+  await assertFails(getDoc(doc(as(STRANGER), 'collaboration_sessions/s1/datasets/d1')));
+  await assertFails(getDocs(collection(as(STRANGER), 'collaboration_sessions/s1/datasets')));
+  await assertFails(getDoc(doc(as(MEMBER, false), 'collaboration_sessions/s1/datasets/d1')));
+  await assertFails(getDoc(doc(modular(env!.unauthenticatedContext()), 'collaboration_sessions/s1/datasets/d1')));
+  // Another session's datasets, and those of a session that does not exist.
+  await assertFails(getDoc(doc(as(MEMBER), 'collaboration_sessions/s2/datasets/d2')));
+  await assertSucceeds(getDoc(doc(as(STRANGER), 'collaboration_sessions/s2/datasets/d2')));
+  await assertFails(getDoc(doc(as(OWNER), 'collaboration_sessions/nope/datasets/d1')));
+});
+
+test('rules: nobody writes datasets, not even the session\'s participants; queries stay unreadable', async (t) => {
+  for (const email of [OWNER, MEMBER]) {
+    const db = as(email);
+    await assertFails(setDoc(doc(db, 'collaboration_sessions/s1/datasets/new'), { id: 'new', table: 'x' }));
+    await assertFails(updateDoc(doc(db, 'collaboration_sessions/s1/datasets/d1'), { table: 'renamed' }));
+    await assertFails(deleteDoc(doc(db, 'collaboration_sessions/s1/datasets/d1')));
+    await assertFails(getDoc(doc(db, 'collaboration_sessions/s1/queries/q1')));
+  }
   t.pass();
 });

@@ -1,7 +1,7 @@
 import type { AuditEntry } from '../../protocol/audit.ts';
 import type { QueryStatus } from '../../protocol/query.ts';
 import type { SessionStatus } from '../../protocol/session.ts';
-import type { QueryRecord, SessionRecord } from './records.ts';
+import type { DatasetRecord, QueryRecord, SessionRecord } from './records.ts';
 
 /** Where a page of sessions ends; the next page starts strictly after it (newest first). */
 export interface SessionCursor {
@@ -36,6 +36,17 @@ export interface SessionStore {
   listForParticipant(email: string, options: ListSessionsOptions): Promise<SessionRecord[]>;
   /** Audit entries of a session in sequence order, strictly after `afterSeq`. */
   listAudit(sessionId: string, afterSeq: number, limit: number): Promise<AuditEntry[]>;
+  /**
+   * CLOSED sessions still to be crypto-shredded (`shredded_at` null) that closed strictly before
+   * `closedBefore`, oldest `closed_at` first, then id: the reconciler's view of unfinished closes.
+   */
+  listUnshredded(options: { closedBefore: string; limit: number; after?: ClosedCursor }): Promise<SessionRecord[]>;
+}
+
+/** Where a page of sessions to shred ends (oldest `closed_at` first, then id). */
+export interface ClosedCursor {
+  closed_at: string;
+  id: string;
 }
 
 /** Where a page of a session's queries ends (newest first, as for sessions). */
@@ -87,6 +98,76 @@ export interface QueryStore {
     status: QueryStatus,
     options: { before: string; limit: number; after?: StatusCursor },
   ): Promise<QueryRecord[]>;
+}
+
+/**
+ * A dataset registration: the dataset's record and its audit entry, which extends the session's
+ * chain. As for a query write, the adapter sets the session's `version` to
+ * `expectedSessionVersion + 1` and its `audit_head` to `entry`; nothing else of the session changes.
+ */
+export interface DatasetWrite {
+  dataset: DatasetRecord;
+  expectedSessionVersion: number;
+  entry: AuditEntry;
+}
+
+/**
+ * A session's registered datasets (metadata and wrapped keys; the ciphertext is in the object
+ * store). Records are written once and never changed. A registration bumps the session's
+ * version, so registrations of one session (and its query transitions) are serialised by it:
+ * a check over the session's datasets made before the write still holds when it lands.
+ * Adapters report failures as `SessionStore` does.
+ */
+export interface DatasetStore {
+  /** The dataset if it exists in that session, else null. */
+  getDataset(sessionId: string, datasetId: string): Promise<DatasetRecord | null>;
+  /** A session's datasets, oldest first (created_at, then id). */
+  listDatasets(sessionId: string, options: { limit: number }): Promise<DatasetRecord[]>;
+  /** Applies `write`, or `CONFLICT` if the session moved (or vanished) or the dataset id exists in it. */
+  commitDataset(write: DatasetWrite): Promise<void>;
+}
+
+/**
+ * The worker's endpoints the control plane calls directly (tasks go through the queue). The
+ * adapter authenticates as the control plane, owns the timeout, and translates failures:
+ * unreachable or 5xx is `WORKER_UNAVAILABLE` (with `retryAfter`), a refusal carries the
+ * worker's code when it is one of ours.
+ */
+export interface WorkerClient {
+  /** `POST /session-keys` with a signed session key request (compact JWS); the worker's JSON answer as text. */
+  sessionKey(jws: string): Promise<string>;
+}
+
+/** An object's size and generation (Cloud Storage's; locally a file identity). */
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  generation: string;
+}
+
+/**
+ * What the control plane needs of the object store (the whole port, with create-only writes, is
+ * `runtime/object-store/port.ts`; its adapters satisfy this one). It holds ciphertext only. Keys
+ * are `objectKeys` paths. Failures are `OBJECT_STORE_UNAVAILABLE` (with `retryAfter`) for an outage.
+ */
+export interface ObjectStore {
+  /** The object's bytes as a stream, or null when it does not exist. */
+  read(key: string): Promise<ReadableStream<Uint8Array> | null>;
+  /** Size and generation, or null when it does not exist. */
+  stat(key: string): Promise<ObjectInfo | null>;
+  /** Deletes every object whose key starts with `prefix` (ending in `/`); returns how many. Never versioned. */
+  deletePrefix(prefix: string): Promise<number>;
+}
+
+/**
+ * Signs create-only upload URLs for the client to send ciphertext to directly: V4 signed URLs on
+ * Cloud Storage, HMAC-signed URLs to the embedded API's `/objects/` route locally.
+ */
+export interface UploadSigner {
+  signUpload(
+    key: string,
+    options: { expiresInSeconds: number; maxBytes: number },
+  ): Promise<{ url: string; method: 'PUT'; headers: Record<string, string>; expiresAt: Date }>;
 }
 
 /** Wall-clock time, injected so expiry and ordering are testable. */

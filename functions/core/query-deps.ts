@@ -1,10 +1,13 @@
 import type { TaskSigner } from '../../protocol/task.ts';
-import type { Clock, QueryStore, SessionStore, TaskQueue } from './ports.ts';
+import type { Clock, DatasetStore, QueryStore, SessionStore, TaskQueue } from './ports.ts';
 
 /** What the query use cases need; a composition root builds it once. */
 export interface QueryServiceDeps {
-  /** One adapter serves both ports: a query transition is a transaction over session and query. */
-  store: SessionStore & QueryStore;
+  /**
+   * One adapter serves the three ports: a query transition is a transaction over session and
+   * query, and a proposal reads the session's datasets.
+   */
+  store: SessionStore & QueryStore & DatasetStore;
   clock: Clock;
   queue: TaskQueue;
   signer: TaskSigner;

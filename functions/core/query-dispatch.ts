@@ -1,3 +1,4 @@
+import { DATASET_LIMITS } from '../../protocol/dataset.ts';
 import { CleanroomError } from '../../protocol/errors.ts';
 import { transact } from './query-commit.ts';
 import type { ResolvedQueryDeps } from './query-deps.ts';
@@ -12,7 +13,11 @@ import type { QueryRecord } from './records.ts';
  */
 export async function dispatch(deps: ResolvedQueryDeps, query: QueryRecord): Promise<boolean> {
   try {
-    await deps.queue.enqueue(await signedTaskFor(query, deps.taskTtlSeconds, deps.signer));
+    // Read here, outside any transaction; the records never change, so this is no race.
+    const datasets = query.inputs?.length
+      ? await deps.store.listDatasets(query.session_id, { limit: DATASET_LIMITS.maxDatasetsPerSession })
+      : [];
+    await deps.queue.enqueue(await signedTaskFor(query, datasets, deps.taskTtlSeconds, deps.signer));
     return true;
   } catch (error) {
     const code = error instanceof CleanroomError ? error.code : error instanceof TypeError ? 'TYPE_ERROR' : 'UNKNOWN';

@@ -2,7 +2,8 @@ import type { AuditEntry } from '../../protocol/audit.ts';
 import { sha256Hex } from '../../protocol/canonical-json.ts';
 import { CleanroomError, isErrorCode, type ErrorCode } from '../../protocol/errors.ts';
 import type { ProposeQueryRequest, QueryEvent, QueryStatus } from '../../protocol/query.ts';
-import type { QueryRecord, SessionRecord } from './records.ts';
+import { recipientKeysFor, selectInputs } from './query-inputs.ts';
+import type { DatasetRecord, QueryRecord, SessionRecord } from './records.ts';
 import { assertActive } from './session-rules.ts';
 
 /**
@@ -61,8 +62,10 @@ export function requiredApprovers(session: SessionRecord, proposer: string): str
 
 /**
  * A new query. The proposer must take part in the ACTIVE session, and so must every recipient
- * (the proposer alone by default). Proposing counts as the proposer's approval, so a query
- * whose approvers are the proposer alone is APPROVED at once.
+ * (the proposer alone by default), who must also have registered keys to seal the result to
+ * (RECIPIENT_KEY_MISSING). The recipients' keys and the datasets the SQL names (of `datasets`,
+ * the session's) are fixed now, so approvers approve exactly what will run. Proposing counts as
+ * the proposer's approval, so a query whose approvers are the proposer alone is APPROVED at once.
  */
 export async function proposeQuery(
   session: SessionRecord,
@@ -70,11 +73,14 @@ export async function proposeQuery(
   input: ProposeQueryRequest,
   id: string,
   now: string,
+  datasets: readonly DatasetRecord[],
 ): Promise<QueryTransition> {
   assertActive(session);
   const recipients = [...new Set(input.recipients ?? [actor])];
   const outsider = recipients.find((email) => !session.participant_emails.includes(email));
   if (outsider !== undefined) throw new CleanroomError('NOT_A_RECIPIENT', `${outsider} does not take part in the session`);
+  const recipient_keys = recipientKeysFor(session, recipients);
+  const inputs = selectInputs(input.sql, datasets.filter((d) => d.session_id === session.id));
   const required = requiredApprovers(session, actor);
   const approved = required.every((email) => email === actor);
   const next: QueryDraft = {
@@ -98,6 +104,8 @@ export async function proposeQuery(
     error_code: null,
     stats: null,
     result_ref: null,
+    inputs,
+    recipient_keys,
   };
   return {
     next,
@@ -110,6 +118,7 @@ export async function proposeQuery(
         sql_sha256: await sha256Hex(input.sql),
         recipients: recipients.join(','),
         required_approvers: required.length,
+        inputs: inputs.map((i) => i.dataset_id).join(','),
       },
     },
   };

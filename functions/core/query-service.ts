@@ -1,3 +1,4 @@
+import { DATASET_LIMITS } from '../../protocol/dataset.ts';
 import { CleanroomError } from '../../protocol/errors.ts';
 import type { ProposeQueryRequest, QueryEvent, QueryStatus } from '../../protocol/query.ts';
 import type { QueryCursor } from './ports.ts';
@@ -37,7 +38,10 @@ export class QueryService {
     const { query } = await transact(this.#deps, sessionId, id, async (session, existing, now) => {
       assertParticipant(session, actor);
       if (existing) throw new CleanroomError('CONFLICT', 'a query with the generated id exists; retry');
-      return { transition: await rules.proposeQuery(session, actor, input, id, now), actor };
+      // Read after the session: a dataset registered meanwhile moved the session's version, so
+      // the commit (conditional on the version read above) fails and this is decided again.
+      const datasets = await this.#deps.store.listDatasets(sessionId, { limit: DATASET_LIMITS.maxDatasetsPerSession });
+      return { transition: await rules.proposeQuery(session, actor, input, id, now, datasets), actor };
     });
     return query.status === 'APPROVED' ? (await queueApproved(this.#deps, sessionId, id)).query : query;
   }

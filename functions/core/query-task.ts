@@ -1,6 +1,7 @@
 import { TASK_AUDIENCE, TASK_ISSUER, signTask, taskName, type TaskPayload, type TaskSigner } from '../../protocol/task.ts';
 import type { QueuedTask } from './ports.ts';
-import type { QueryRecord } from './records.ts';
+import { taskInputsFor } from './query-inputs.ts';
+import type { DatasetRecord, QueryRecord } from './records.ts';
 
 /**
  * How long past a task's `exp` the control plane waits before it treats the attempt as dead: the
@@ -9,15 +10,22 @@ import type { QueryRecord } from './records.ts';
 export const TASK_EXPIRY_GRACE_SECONDS = 120;
 
 /**
- * The task payload of a QUEUED query's current attempt. It is a function of the record alone
- * (`iat` is the attempt's `queued_at`), so re-enqueueing the same attempt re-creates the same
- * payload: same `jti`, same `exp`, same name; only the signature bytes differ.
+ * The task payload of a QUEUED query's current attempt. It is a function of stored records alone:
+ * the query (`iat` is the attempt's `queued_at`; its inputs and recipient keys were fixed when it
+ * was proposed) and the dataset records its inputs name, which never change. So re-enqueueing the
+ * same attempt re-creates the same payload: same `jti`, same `exp`, same inputs, same name; only
+ * the signature bytes differ. `datasets` may hold more than the query's inputs (the session's).
  */
-export function taskPayloadFor(query: QueryRecord, ttlSeconds: number): TaskPayload {
+export function taskPayloadFor(query: QueryRecord, ttlSeconds: number, datasets: readonly DatasetRecord[]): TaskPayload {
   if (query.status !== 'QUEUED' || query.task_id === null || query.queued_at === null) {
     throw new TypeError('only a QUEUED query with a task has a task payload');
   }
   const iat = Math.floor(Date.parse(query.queued_at) / 1000);
+  // Queries proposed before datasets existed carry neither field; their tasks stay as they were.
+  const data = {
+    ...(query.inputs ? { inputs: taskInputsFor(query, datasets) } : {}),
+    ...(query.recipient_keys ? { recipient_keys: query.recipient_keys.map((k) => ({ email: k.email, encryption_jwk: { ...k.encryption_jwk } })) } : {}),
+  };
   return {
     v: 1,
     kind: 'execute_query',
@@ -31,12 +39,21 @@ export function taskPayloadFor(query: QueryRecord, ttlSeconds: number): TaskPayl
     attempt: query.attempt,
     sql: query.sql,
     recipients: [...query.recipients],
+    ...data,
   };
 }
 
-/** The signed, named task for the query's current attempt (signing may call KMS: never in a transaction). */
-export async function signedTaskFor(query: QueryRecord, ttlSeconds: number, signer: TaskSigner): Promise<QueuedTask> {
-  const body = await signTask(taskPayloadFor(query, ttlSeconds), signer);
+/**
+ * The signed, named task for the query's current attempt (signing may call KMS: never in a
+ * transaction). `datasets`: the records of its session's datasets, at least those it reads.
+ */
+export async function signedTaskFor(
+  query: QueryRecord,
+  datasets: readonly DatasetRecord[],
+  ttlSeconds: number,
+  signer: TaskSigner,
+): Promise<QueuedTask> {
+  const body = await signTask(taskPayloadFor(query, ttlSeconds, datasets), signer);
   return { name: await taskName(query.id, query.attempt), body };
 }
 

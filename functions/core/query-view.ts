@@ -3,9 +3,13 @@ import type { QueryRecord } from './records.ts';
 /**
  * A query as the API shows it to the session's participants: everything they need to decide and
  * follow it, minus the bookkeeping only the control plane and the worker use (the current task's
- * id, the version, the reconciler's clock). It never holds a result or an engine message.
+ * id, the version, the reconciler's clock) and the recipients' public keys (the session shows
+ * their thumbprints). It never holds a result or an engine message.
  */
-export type QueryView = Omit<QueryRecord, 'task_id' | 'version' | 'status_since'>;
+export type QueryView = Omit<QueryRecord, 'task_id' | 'version' | 'status_since' | 'inputs' | 'recipient_keys'> & {
+  /** The datasets the query reads, fixed when it was proposed (empty for queries from before datasets). */
+  inputs: NonNullable<QueryRecord['inputs']>;
+};
 
 export function toQueryView(query: QueryRecord): QueryView {
   return {
@@ -27,5 +31,6 @@ export function toQueryView(query: QueryRecord): QueryView {
     error_code: query.error_code,
     stats: query.stats && { ...query.stats },
     result_ref: query.result_ref,
+    inputs: (query.inputs ?? []).map((i) => ({ ...i })),
   };
 }

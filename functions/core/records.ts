@@ -1,6 +1,7 @@
 import * as v from 'valibot';
 import { ERROR_STATUS, type ErrorCode } from '../../protocol/errors.ts';
 import { QUERY_STATUSES } from '../../protocol/query.ts';
+import { DATASET_FORMATS, DATASET_LIMITS, DatasetSchemaSchema, TableNameSchema, TaskRecipientKeySchema } from '../../protocol/dataset.ts';
 import { APPROVAL_POLICIES, SESSION_STATUSES, publicP256JwkSchema } from '../../protocol/session.ts';
 import { MAX_SQL_LENGTH } from '../../protocol/task.ts';
 
@@ -53,11 +54,19 @@ export const SessionRecordSchema = v.strictObject({
   audit_head: v.strictObject({ seq: v.pipe(v.number(), v.integer(), v.minValue(1)), hash: Hex64 }),
   /** `tees/<id>` for sessions moved by the migration. */
   migrated_from: v.optional(v.string()),
+  /**
+   * Crypto-shredding (DESIGN invariant 3). Absent: nothing to shred (an ACTIVE session, or one
+   * closed before datasets existed). null: CLOSED, its session key and dataset objects are still
+   * to be destroyed for good. A time: the final shredding pass finished then.
+   */
+  shredded_at: v.optional(v.nullable(Timestamp)),
 });
 export type SessionRecord = v.InferOutput<typeof SessionRecordSchema>;
 
 const Count = v.pipe(v.number(), v.integer(), v.minValue(0));
 const Email = v.pipe(v.string(), v.minLength(1), v.maxLength(254));
+const Uuid = v.pipe(v.string(), v.uuid());
+const SessionIdField = v.pipe(v.string(), v.minLength(1), v.maxLength(128));
 const ERROR_CODES = Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]];
 
 /** One participant's decision on a query. Signed approvals replace these in issue 4 of 6. */
@@ -110,7 +119,41 @@ export const QueryRecordSchema = v.strictObject({
     }),
   ),
   result_ref: v.nullable(v.pipe(v.string(), v.maxLength(512))),
+  /**
+   * The datasets the query reads, fixed when it is proposed: the session's datasets whose table
+   * name the SQL names. Dataset records never change, so the id pins the version the approvers
+   * saw. Absent on queries proposed before datasets existed.
+   */
+  inputs: v.optional(
+    v.pipe(v.array(v.strictObject({ dataset_id: Uuid, table: TableNameSchema })), v.maxLength(DATASET_LIMITS.maxDatasetsPerSession)),
+  ),
+  /** Each recipient's registered encryption key, fixed when the query is proposed; the result is sealed to these. */
+  recipient_keys: v.optional(v.pipe(v.array(TaskRecipientKeySchema), v.maxLength(50))),
   /** Incremented by every write; transitions are conditional on it (and on the session's). */
   version: v.pipe(v.number(), v.integer(), v.minValue(1)),
 });
 export type QueryRecord = v.InferOutput<typeof QueryRecordSchema>;
+
+/**
+ * A registered dataset as the store holds it (Firestore `collaboration_sessions/{session}/datasets/{id}`,
+ * SQLite `datasets.doc`), parsed with this schema every time it is read back. Only what the owner's
+ * registration carried: public metadata, the ciphertext's size and hash, and the data key wrapped
+ * to the session key (DESIGN invariant 2). Records are never changed once written.
+ */
+export const DatasetRecordSchema = v.strictObject({
+  id: Uuid,
+  session_id: SessionIdField,
+  owner_email: Email,
+  table: TableNameSchema,
+  format: v.picklist(DATASET_FORMATS),
+  schema: DatasetSchemaSchema,
+  row_count: v.pipe(Count, v.maxValue(Number.MAX_SAFE_INTEGER)),
+  ciphertext_bytes: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(Number.MAX_SAFE_INTEGER)),
+  ciphertext_sha256: Hex64,
+  wrapped_key: v.pipe(v.string(), v.minLength(1), v.maxLength(4096)),
+  session_key_thumbprint: v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{43}$/)),
+  /** `objectKeys.dataset(session_id, id)`: where the ciphertext is. */
+  object_key: v.pipe(v.string(), v.minLength(1), v.maxLength(512)),
+  created_at: Timestamp,
+});
+export type DatasetRecord = v.InferOutput<typeof DatasetRecordSchema>;

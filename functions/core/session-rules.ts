@@ -53,11 +53,23 @@ export function assertActive(session: SessionRecord): void {
   if (session.status !== 'ACTIVE') throw new CleanroomError('SESSION_CLOSED', 'the session is closed and accepts no changes');
 }
 
-/** Closing is for the owner; closing a closed session changes nothing (null). */
+/**
+ * Closing is for the owner; closing a closed session changes nothing (null). The session's key
+ * and dataset objects are then due for crypto-shredding (`shredded_at: null`, DESIGN invariant 3).
+ */
 export function closeSession(session: SessionRecord, actor: string, now: string): SessionRecord | null {
   assertOwner(session, actor);
   if (session.status === 'CLOSED') return null;
-  return { ...session, status: 'CLOSED', closed_at: now, updated_at: now };
+  return { ...session, status: 'CLOSED', closed_at: now, updated_at: now, shredded_at: null };
+}
+
+/**
+ * Records that a closed session's key and dataset objects are gone for good (null when there is
+ * nothing to record: not closed, or already recorded).
+ */
+export function markShredded(session: SessionRecord, now: string): SessionRecord | null {
+  if (session.status !== 'CLOSED' || session.shredded_at !== null) return null;
+  return { ...session, shredded_at: now, updated_at: now };
 }
 
 export function addParticipant(session: SessionRecord, actor: string, email: string, now: string): SessionRecord {

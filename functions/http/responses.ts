@@ -13,6 +13,11 @@ export function json(body: unknown, status = 200, headers: Record<string, string
   return new Response(JSON.stringify(body), { status, headers: { ...BASE_HEADERS, ...headers } });
 }
 
+/** A JSON document passed through byte for byte (a sealed result, a relayed bundle), with the API's headers. */
+export function jsonBytes(body: Uint8Array, status = 200): Response {
+  return new Response(body as Uint8Array<ArrayBuffer>, { status, headers: { ...BASE_HEADERS } });
+}
+
 /** The one error envelope `{"error":{"code","message"}}` with the status from the one table. */
 export function errorResponse(error: CleanroomError, headers: Record<string, string> = {}): Response {
   const extra: Record<string, string> = error.retryAfter !== undefined ? { 'retry-after': String(error.retryAfter) } : {};

@@ -11,14 +11,24 @@ export type Match =
   | { kind: 'method-not-allowed'; allowed: Method[] }
   | { kind: 'not-found' };
 
-/** Matches `/a/:id/b` patterns; a parameter is one non-empty path segment. */
+/**
+ * Matches `/a/:id/b` patterns; a parameter is one non-empty path segment. A last segment
+ * `:name*` is a rest parameter: one or more segments, slashes included (`/objects/:key*`).
+ */
 export function createRouter(routes: readonly Route[]): (method: string, path: string) => Match {
   const compiled: CompiledRoute[] = routes.map((route) => {
     const names: string[] = [];
-    const source = route.path
-      .split('/')
-      .map((segment) => {
+    const segments = route.path.split('/');
+    const source = segments
+      .map((segment, i) => {
         if (!segment.startsWith(':')) return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+        const rest = /^:([A-Za-z0-9_]+)\*$/.exec(segment);
+        if (rest) {
+          if (i !== segments.length - 1) throw new TypeError(`${route.path}: a rest parameter must be the last segment`);
+          names.push(rest[1]!);
+          // No empty segment anywhere in it: `/objects//x` is not a key.
+          return '([^/]+(?:/[^/]+)*)';
+        }
         names.push(segment.slice(1));
         return '([^/]+)';
       })

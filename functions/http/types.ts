@@ -1,3 +1,5 @@
+import type { ObjectStore as WritableObjectStore } from '../../runtime/object-store/port.ts';
+import type { DataPathService } from '../core/datapath-service.ts';
 import type { Principal, IdentityVerifier } from '../core/ports.ts';
 import type { QueryService } from '../core/query-service.ts';
 import type { SessionService } from '../core/session-service.ts';
@@ -12,6 +14,16 @@ export interface ApiDeps {
    * called without it is a bug of the deployable (500), never a silent success.
    */
   queries?: QueryService;
+  /**
+   * Datasets, session key relay, sealed results and shredding. Optional as `queries` is: a data
+   * route called without it is a bug of the deployable (500).
+   */
+  datapath?: DataPathService;
+  /**
+   * Present only in local mode: where `PUT /objects/...` writes and the secret its signed URLs
+   * are checked with (the local twin of Cloud Storage's signed URLs).
+   */
+  localUploads?: { store: WritableObjectStore; secret: Uint8Array; now?: () => Date };
   identity: IdentityVerifier;
   /**
    * The worker's identity (its service account's email, lowercased): the only caller `worker`

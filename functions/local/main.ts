@@ -15,6 +15,7 @@ async function main(): Promise<void> {
     apiPort: config.apiPort,
     apiHost: config.apiHost,
     workerUrl: config.teeServiceEndpoint,
+    maxDatasetBytes: config.maxDatasetBytes,
     log: jsonLogger(),
   });
   const lines = [
@@ -23,6 +24,7 @@ async function main(): Promise<void> {
     `  dev identity   ${stack.apiUrl}/dev-idp  (WARNING: issues tokens for any email; local only)`,
     `  task queue     SQLite, pushing to ${config.teeServiceEndpoint}/tasks`,
     `  data           ${join(config.dataDir, DB_FILE)}`,
+    `  objects        ${stack.objectsDir}  (ciphertext only; datasets up to ${config.maxDatasetBytes} bytes)`,
     `  try            npx cleanroom login --email you@example.com && npx cleanroom session create --name demo`,
     'Ctrl-C to stop.',
   ];

@@ -7,13 +7,19 @@ import { JwksIdentityVerifier } from '../adapters/identity/jwks-verifier.ts';
 import { LocalTaskQueue } from '../adapters/queue/local.ts';
 import { LocalKeySigner } from '../adapters/signer/local-key.ts';
 import { SqliteSessionStore } from '../adapters/store/sqlite.ts';
+import { HttpWorkerClient } from '../adapters/worker/http-client.ts';
+import { DataPathService } from '../core/datapath-service.ts';
 import type { Clock } from '../core/ports.ts';
 import { QueryService } from '../core/query-service.ts';
+import { reconcileAll } from '../core/reconcile-all.ts';
 import { SessionService } from '../core/session-service.ts';
 import { createApi } from '../http/app.ts';
 import { silentLogger, type Logger } from '../http/logger.ts';
 import { toNodeListener } from '../../runtime/node-http.ts';
+import { LocalObjectStore } from '../../runtime/object-store/local.ts';
+import { LocalUploadSigner } from '../../runtime/object-store/local-upload.ts';
 import { routesFor } from '../routes.ts';
+import { loadUploadSecret } from './upload-secret.ts';
 
 export interface LocalStackOptions {
   /** Everything durable lives here: the SQLite file and the dev identity provider's key. */
@@ -27,6 +33,8 @@ export interface LocalStackOptions {
   workerUrl?: string;
   /** How often the reconciler runs (DESIGN section 9: each minute in GCP). */
   reconcileEveryMs?: number;
+  /** Cap on one dataset's ciphertext in bytes (`CLEANROOM_MAX_DATASET_BYTES`); default `DATASET_LIMITS.defaultMaxCiphertextBytes`. */
+  maxDatasetBytes?: number;
 }
 
 export interface LocalStack {
@@ -34,7 +42,10 @@ export interface LocalStack {
   devIdp: DevIdentityProvider;
   store: SqliteSessionStore;
   queries: QueryService;
+  datapath: DataPathService;
   queue: LocalTaskQueue;
+  /** The object store's directory (`<dataDir>/objects`, the worker's default `CLEANROOM_OBJECTS_DIR`). */
+  objectsDir: string;
   close(): Promise<void>;
 }
 
@@ -46,10 +57,15 @@ export const TASK_PUBLIC_KEYS_FILE = 'task-signing-public.json';
 /** Identities of the two services in the embedded stack (service accounts in GCP). */
 export const CONTROL_PLANE_EMAIL = 'control-plane@cleanroom.local';
 export const WORKER_EMAIL = 'worker@cleanroom.local';
+/** The object store's directory inside the data directory; the worker reads and writes the same one. */
+export const OBJECTS_DIR = 'objects';
+/** The key of local upload URLs' HMAC (private, 0600). */
+export const UPLOAD_SECRET_FILE = 'upload-url-secret';
 
 /**
- * The embedded stack's composition root: SQLite store, dev identity provider, the API on
- * node:http. The API verifies dev tokens through the same JWKS path as any OIDC issuer.
+ * The embedded stack's composition root: SQLite store, dev identity provider, object store
+ * directory with signed local upload URLs, the API on node:http. The API verifies dev tokens
+ * through the same JWKS path as any OIDC issuer.
  */
 export async function startLocalStack(options: LocalStackOptions): Promise<LocalStack> {
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
@@ -73,11 +89,14 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   });
   const signer = await LocalKeySigner.load(join(options.dataDir, TASK_KEY_FILE));
   publishTaskKeys(join(options.dataDir, TASK_PUBLIC_KEYS_FILE), signer);
+  // The control plane's identity towards the worker, for task pushes and session key requests alike.
+  const controlPlaneToken = async () => (await devIdp.issue(CONTROL_PLANE_EMAIL, { ttlSeconds: 600 })).token;
+  const workerUrl = options.workerUrl ?? 'http://127.0.0.1:8080';
   const queue = new LocalTaskQueue({
     database: store.database,
-    url: new URL('/tasks', options.workerUrl ?? 'http://127.0.0.1:8080').toString(),
+    url: new URL('/tasks', workerUrl).toString(),
     queueName: 'cleanroom-local',
-    tokenSource: async () => (await devIdp.issue(CONTROL_PLANE_EMAIL, { ttlSeconds: 600 })).token,
+    tokenSource: controlPlaneToken,
     clock,
     log,
   });
@@ -90,10 +109,33 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     newId: () => crypto.randomUUID(),
     onDispatchFailure: (failure) => log.warn('task dispatch failed', { ...failure }),
   });
-  handle = createApi(routesFor('local'), { sessions, queries, identity, log, devIdp, workerEmail: WORKER_EMAIL });
+  const objectsDir = join(options.dataDir, OBJECTS_DIR);
+  const objects = new LocalObjectStore(objectsDir);
+  const uploadSecret = loadUploadSecret(join(options.dataDir, UPLOAD_SECRET_FILE));
+  const now = () => clock.now();
+  const datapath = new DataPathService({
+    store,
+    objects,
+    uploads: new LocalUploadSigner({ baseUrl: apiUrl, secret: uploadSecret, now }),
+    worker: new HttpWorkerClient({ url: workerUrl, tokenSource: controlPlaneToken }),
+    signer,
+    clock,
+    newId: () => crypto.randomUUID(),
+    ...(options.maxDatasetBytes !== undefined ? { maxDatasetBytes: options.maxDatasetBytes } : {}),
+  });
+  handle = createApi(routesFor('local'), {
+    sessions,
+    queries,
+    datapath,
+    localUploads: { store: objects, secret: uploadSecret, now },
+    identity,
+    log,
+    devIdp,
+    workerEmail: WORKER_EMAIL,
+  });
   if (options.workerUrl) queue.start();
   const reconcile = () =>
-    queries.reconcile().catch((error: unknown) => log.error('reconcile failed', { error: String(error) }));
+    reconcileAll(queries, datapath).catch((error: unknown) => log.error('reconcile failed', { error: String(error) }));
   const reconciler = setInterval(reconcile, options.reconcileEveryMs ?? 60_000);
   reconciler.unref();
 
@@ -102,7 +144,9 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     devIdp,
     store,
     queries,
+    datapath,
     queue,
+    objectsDir,
     close: async () => {
       clearInterval(reconciler);
       await queue.stop({ graceMs: 2000 });

@@ -25,6 +25,8 @@ test.before(async () => {
   process.env.TASK_SIGNING_KEY_VERSION = 'projects/p/locations/global/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1';
   process.env.TASK_QUEUE = 'projects/p/locations/europe-west1/queues/q';
   process.env.TASK_SERVICE_ACCOUNT = 'control-plane@test.iam.gserviceaccount.com';
+  // Cloud Storage is only called by the data routes, which these tests do not reach.
+  process.env.OBJECT_STORE_BUCKET = 'cleanroom-test-objects';
   process.env.METADATA_SERVER_DETECTION = 'none';
   await import('../../functions/index.ts');
   const { getTestServer } = await import('@google-cloud/functions-framework/testing');

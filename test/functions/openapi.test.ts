@@ -41,9 +41,9 @@ const BEARER = 'bearerAuth';
 const WORKER_BEARER = 'workerAuth';
 const doc = document as unknown as Doc;
 
-/** `/a/:id/b` → `/a/{id}/b`. */
+/** `/a/:id/b` → `/a/{id}/b`; a rest parameter `/a/:key*` → `/a/{key}` (documented as taking slashes). */
 function toOpenApiPath(path: string): string {
-  return path.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+  return path.replace(/:([A-Za-z0-9_]+)\*?/g, '{$1}');
 }
 
 function key(method: string, path: string): string {
@@ -204,6 +204,7 @@ test('openapi: the comparison catches a missing route, an extra operation and a 
     unrouted: ['POST /api/tee/sessions/{id}/participants/me/keys'],
   });
   t.is(toOpenApiPath('/a/:id/b/:email'), '/a/{id}/b/{email}');
+  t.is(toOpenApiPath('/objects/:key*'), '/objects/{key}');
 });
 
 test('openapi: user routes need the bearer token, public routes say security: [], local-only routes are marked', (t) => {

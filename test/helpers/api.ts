@@ -1,17 +1,22 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { calculateJwkThumbprint, createLocalJWKSet } from 'jose';
+import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, generateKeyPair } from 'jose';
 import { CleanroomError } from '../../protocol/errors.ts';
+import { jwkThumbprint, keyBindingNonce } from '../../protocol/key-binding.ts';
 import type { TaskSigner } from '../../protocol/task.ts';
+import { LocalObjectStore } from '../../runtime/object-store/local.ts';
+import { LocalUploadSigner, generateUploadSecret } from '../../runtime/object-store/local-upload.ts';
 import { DEV_AUDIENCE, DEV_ISSUER, DevIdentityProvider } from '../../functions/adapters/identity/dev-idp.ts';
 import { JwksIdentityVerifier } from '../../functions/adapters/identity/jwks-verifier.ts';
 import { SqliteSessionStore } from '../../functions/adapters/store/sqlite.ts';
-import type { QueuedTask, TaskQueue } from '../../functions/core/ports.ts';
+import { DataPathService } from '../../functions/core/datapath-service.ts';
+import type { ObjectStore, QueuedTask, TaskQueue, WorkerClient } from '../../functions/core/ports.ts';
 import { QueryService } from '../../functions/core/query-service.ts';
 import { SessionService } from '../../functions/core/session-service.ts';
 import { createApi } from '../../functions/http/app.ts';
 import type { Logger } from '../../functions/http/logger.ts';
+import type { TestParticipantKeys } from './participant-keys.ts';
 import { routesFor } from '../../functions/routes.ts';
 
 /** A logger that keeps its lines, so tests can check what reaches the log (and what must not). */
@@ -73,9 +78,71 @@ export async function testTaskSigner(): Promise<TaskSigner & { publicKey: Crypto
   };
 }
 
+/**
+ * A `WorkerClient` fake: answers with `answer` (a function of the signed request), which tests set;
+ * records each request's JWS. By default it refuses with WORKER_UNAVAILABLE.
+ */
+export interface FakeWorker extends WorkerClient {
+  requests: string[];
+  answer: (jws: string) => Promise<string>;
+}
+
+export function fakeWorker(): FakeWorker {
+  const worker: FakeWorker = {
+    requests: [],
+    answer: async () => {
+      throw new CleanroomError('WORKER_UNAVAILABLE', 'no worker in this test', { retryAfter: 5 });
+    },
+    async sessionKey(jws) {
+      worker.requests.push(jws);
+      return worker.answer(jws);
+    },
+  };
+  return worker;
+}
+
+/**
+ * The object store with a switch: while `down` is true, `deletePrefix` fails with
+ * OBJECT_STORE_UNAVAILABLE (an outage, for the shredding paths).
+ */
+function flaky(store: LocalObjectStore): LocalObjectStore & { down: boolean } {
+  let down = false;
+  return new Proxy(store, {
+    get(target, property) {
+      if (property === 'down') return down;
+      const value = Reflect.get(target, property, target);
+      if (property === 'deletePrefix') {
+        return async (prefix: string) => {
+          if (down) throw new CleanroomError('OBJECT_STORE_UNAVAILABLE', 'the object store is down', { retryAfter: 1 });
+          return target.deletePrefix(prefix);
+        };
+      }
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+    set(_target, property, value) {
+      if (property !== 'down') return false;
+      down = Boolean(value);
+      return true;
+    },
+  }) as LocalObjectStore & { down: boolean };
+}
+
 export interface TestApi {
   call(method: string, path: string, options?: { as?: string; token?: string; body?: unknown; raw?: string; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
+  /** Any request to the in-process API by full URL (e.g. a signed upload URL it handed out). */
+  request(url: string, init?: RequestInit): Promise<Response>;
   token(email: string, options?: { nonce?: string; ttlSeconds?: number }): Promise<string>;
+  /**
+   * Registers `email`'s keys in session `sessionId` through the API (a binding token from the dev
+   * identity provider); one key set per email and API, made on first use. Throws unless 200.
+   */
+  registerKeys(sessionId: string, email: string): Promise<TestParticipantKeys>;
+  /** The data path behind the dataset, session key and result routes. */
+  datapath: DataPathService;
+  /** The object store (a directory under the test's temp dir); `objects.down = true` fails deletes. */
+  objects: LocalObjectStore & { down: boolean };
+  objectsDir: string;
+  worker: FakeWorker;
   devIdp: DevIdentityProvider;
   store: SqliteSessionStore;
   log: ReturnType<typeof memoryLogger>;
@@ -92,7 +159,7 @@ export interface TestApi {
  * The control plane in-process: the real route table, service, SQLite store and token
  * verification, with the dev identity provider's JWKS handed over directly instead of fetched.
  */
-export async function testApi(): Promise<TestApi> {
+export async function testApi(options: { maxDatasetBytes?: number } = {}): Promise<TestApi> {
   const dir = mkdtempSync(join(tmpdir(), 'cleanroom-api-'));
   let offset = 0;
   const clock = { now: () => new Date(Date.now() + offset), advance: (ms: number) => void (offset += ms) };
@@ -117,10 +184,77 @@ export async function testApi(): Promise<TestApi> {
     newId: () => crypto.randomUUID(),
     onDispatchFailure: (failure) => log.warn('task dispatch failed', failure),
   });
-  const api = createApi(routesFor('local'), { sessions, queries, identity, log, devIdp, workerEmail: TEST_WORKER_EMAIL });
+  const objectsDir = join(dir, 'objects');
+  const objects = flaky(new LocalObjectStore(objectsDir));
+  const secret = generateUploadSecret();
+  const now = () => clock.now();
+  const worker = fakeWorker();
+  const datapath = new DataPathService({
+    store,
+    objects: objects as ObjectStore,
+    uploads: new LocalUploadSigner({ baseUrl: 'http://localhost', secret, now }),
+    worker,
+    signer,
+    clock,
+    newId: () => crypto.randomUUID(),
+    ...(options.maxDatasetBytes !== undefined ? { maxDatasetBytes: options.maxDatasetBytes } : {}),
+  });
+  const api = createApi(routesFor('local'), {
+    sessions,
+    queries,
+    datapath,
+    localUploads: { store: objects, secret, now },
+    identity,
+    log,
+    devIdp,
+    workerEmail: TEST_WORKER_EMAIL,
+  });
   const token = async (email: string, options: { nonce?: string; ttlSeconds?: number } = {}) =>
     (await devIdp.issue(email, options)).token;
+  const keySets = new Map<string, Promise<TestParticipantKeys>>();
+  const keysOf = (email: string) => {
+    let keys = keySets.get(email);
+    if (!keys) {
+      keys = (async (): Promise<TestParticipantKeys> => {
+        const signing = await generateKeyPair('ES256', { extractable: true });
+        const encryption = await generateKeyPair('ECDH-ES+A256KW', { crv: 'P-256', extractable: true });
+        const point = async (key: CryptoKey) => {
+          const { x, y } = await exportJWK(key);
+          return { kty: 'EC' as const, crv: 'P-256' as const, x: x!, y: y! };
+        };
+        return {
+          email,
+          signingPrivateKey: signing.privateKey,
+          encryptionPrivateKey: encryption.privateKey,
+          signingJwk: { ...(await point(signing.publicKey)), alg: 'ES256', use: 'sig' },
+          encryptionJwk: { ...(await point(encryption.publicKey)), alg: 'ECDH-ES+A256KW', use: 'enc' },
+        };
+      })();
+      keySets.set(email, keys);
+    }
+    return keys;
+  };
+  const request = (url: string, init?: RequestInit) => api(new Request(url, init));
   return {
+    request,
+    datapath,
+    objects,
+    objectsDir,
+    worker,
+    async registerKeys(sessionId, email) {
+      const keys = await keysOf(email);
+      const nonce = await keyBindingNonce(await jwkThumbprint(keys.signingJwk), await jwkThumbprint(keys.encryptionJwk));
+      const body = { signing_jwk: keys.signingJwk, encryption_jwk: keys.encryptionJwk, binding_token: await token(email, { nonce }) };
+      const res = await api(
+        new Request(`http://localhost/api/tee/sessions/${encodeURIComponent(sessionId)}/participants/me/keys`, {
+          method: 'PUT',
+          headers: { authorization: `Bearer ${await token(email)}`, 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        }),
+      );
+      if (res.status !== 200) throw new Error(`registering ${email}'s keys: ${res.status} ${await res.text()}`);
+      return keys;
+    },
     devIdp,
     store,
     log,

@@ -3,6 +3,9 @@ import type { AuditEntry } from '../../../protocol/audit.ts';
 import { CleanroomError } from '../../../protocol/errors.ts';
 import type { QueryStatus } from '../../../protocol/query.ts';
 import type {
+  ClosedCursor,
+  DatasetStore,
+  DatasetWrite,
   ListQueriesOptions,
   ListSessionsOptions,
   QueryStore,
@@ -10,15 +13,18 @@ import type {
   SessionStore,
   StatusCursor,
 } from '../../core/ports.ts';
-import type { QueryRecord, SessionRecord } from '../../core/records.ts';
+import type { DatasetRecord, QueryRecord, SessionRecord } from '../../core/records.ts';
 import {
   STORE_RETRY_AFTER_SECONDS,
+  assertClosedPage,
+  assertDatasetWritable,
   assertPage,
   assertQueryWritable,
   assertStatusPage,
   assertWritable,
   extendsHead,
   parseStoredAuditEntry,
+  parseStoredDataset,
   parseStoredQuery,
   parseStoredSession,
 } from './stored.ts';
@@ -29,6 +35,8 @@ export const DEFAULT_SESSIONS_COLLECTION = 'collaboration_sessions';
 export const AUDIT_COLLECTION = 'audit';
 /** The subcollection of a session document that holds its queries. */
 export const QUERIES_COLLECTION = 'queries';
+/** The subcollection of a session document that holds its registered datasets. */
+export const DATASETS_COLLECTION = 'datasets';
 
 /** One query the adapter issues: its filters and its order, in the SDK's vocabulary. */
 export interface FirestoreQueryShape {
@@ -101,6 +109,26 @@ export const FIRESTORE_QUERY_SHAPES = {
       { fieldPath: 'id', direction: 'asc' },
     ],
   },
+  // The reconciler's sessions whose crypto-shredding is unfinished (`shredded_at` is null).
+  sessionsToShred: {
+    collectionGroup: DEFAULT_SESSIONS_COLLECTION,
+    filters: [
+      { fieldPath: 'shredded_at', op: '==' },
+      { fieldPath: 'closed_at', op: '<' },
+    ],
+    orderBy: [
+      { fieldPath: 'closed_at', direction: 'asc' },
+      { fieldPath: '__name__', direction: 'asc' },
+    ],
+  },
+  datasetsOfSession: {
+    collectionGroup: DATASETS_COLLECTION,
+    filters: [],
+    orderBy: [
+      { fieldPath: 'created_at', direction: 'asc' },
+      { fieldPath: '__name__', direction: 'asc' },
+    ],
+  },
 } as const satisfies Record<string, FirestoreQueryShape>;
 
 export interface FirestoreSessionStoreOptions {
@@ -131,11 +159,12 @@ const HTTP_CONFLICT = 409;
 
 /**
  * The session store on Firestore: `collaboration_sessions/{id}` holds the record as-is (ISO
- * string timestamps), `collaboration_sessions/{id}/audit/{seq, 10 digits}` its chain and
- * `collaboration_sessions/{id}/queries/{query id}` its queries. Every write is one transaction
- * over the record, the query it changes (if any) and the new audit entry.
+ * string timestamps), `collaboration_sessions/{id}/audit/{seq, 10 digits}` its chain,
+ * `collaboration_sessions/{id}/queries/{query id}` its queries and
+ * `collaboration_sessions/{id}/datasets/{dataset id}` its datasets. Every write is one transaction
+ * over the record, the query or dataset it writes (if any) and the new audit entry.
  */
-export class FirestoreSessionStore implements SessionStore, QueryStore {
+export class FirestoreSessionStore implements SessionStore, QueryStore, DatasetStore {
   readonly #db: Firestore;
   readonly #collection: string;
   readonly #timeoutMs: number;
@@ -273,6 +302,60 @@ export class FirestoreSessionStore implements SessionStore, QueryStore {
     }
   }
 
+  async getDataset(sessionId: string, datasetId: string): Promise<DatasetRecord | null> {
+    const snapshot = await this.#call('read', () => this.#datasetRef(sessionId, datasetId).get());
+    return snapshot.exists ? parseStoredDataset(snapshot.data(), sessionId, snapshot.id) : null;
+  }
+
+  async listDatasets(sessionId: string, options: { limit: number }): Promise<DatasetRecord[]> {
+    assertPage(options.limit);
+    const query = shaped(this.#sessionRef(sessionId).collection(DATASETS_COLLECTION), FIRESTORE_QUERY_SHAPES.datasetsOfSession, []);
+    const snapshot = await this.#call('read', () => query.limit(options.limit).get());
+    return snapshot.docs.map((doc) => parseStoredDataset(doc.data(), sessionId, doc.id));
+  }
+
+  async commitDataset(write: DatasetWrite): Promise<void> {
+    assertDatasetWritable(write);
+    const { dataset, entry, expectedSessionVersion } = write;
+    const sessionRef = this.#sessionRef(dataset.session_id);
+    const datasetRef = this.#datasetRef(dataset.session_id, dataset.id);
+    const doc = plain(dataset);
+    const audit = plain(entry);
+    const head = { seq: entry.seq, hash: entry.hash };
+    let misuse: TypeError | undefined;
+    try {
+      await this.#call('write', () =>
+        this.#db.runTransaction(
+          async (tx) => {
+            const [session, current] = await tx.getAll(sessionRef, datasetRef);
+            if (!session?.exists || session.get('version') !== expectedSessionVersion) {
+              throw new CleanroomError('CONFLICT', 'the session changed or no longer exists');
+            }
+            if (!extendsHead(session.get('audit_head'), entry)) {
+              misuse = new TypeError("the audit entry does not extend the session's stored chain");
+              throw misuse;
+            }
+            if (current?.exists) throw new CleanroomError('CONFLICT', 'a dataset with this id exists in the session');
+            tx.update(sessionRef, { version: expectedSessionVersion + 1, audit_head: head })
+              .create(datasetRef, doc)
+              .create(this.#auditRef(dataset.session_id, entry.seq), audit);
+          },
+          { maxAttempts: this.#maxAttempts },
+        ),
+      );
+    } catch (error) {
+      throw misuse ?? error;
+    }
+  }
+
+  async listUnshredded(options: { closedBefore: string; limit: number; after?: ClosedCursor }): Promise<SessionRecord[]> {
+    assertClosedPage(options.closedBefore, options.limit, options.after);
+    let query = shaped(this.#db.collection(this.#collection), FIRESTORE_QUERY_SHAPES.sessionsToShred, [null, options.closedBefore]);
+    if (options.after !== undefined) query = query.startAfter(options.after.closed_at, options.after.id);
+    const snapshot = await this.#call('read', () => query.limit(options.limit).get());
+    return snapshot.docs.map((doc) => parseStoredSession(doc.data(), doc.id));
+  }
+
   async listQueriesInStatus(
     status: QueryStatus,
     options: { before: string; limit: number; after?: StatusCursor },
@@ -295,6 +378,10 @@ export class FirestoreSessionStore implements SessionStore, QueryStore {
 
   #queryRef(sessionId: string, queryId: string): DocumentReference {
     return this.#sessionRef(sessionId).collection(QUERIES_COLLECTION).doc(queryId);
+  }
+
+  #datasetRef(sessionId: string, datasetId: string): DocumentReference {
+    return this.#sessionRef(sessionId).collection(DATASETS_COLLECTION).doc(datasetId);
   }
 
   #auditRef(sessionId: string, seq: number): DocumentReference {

@@ -3,6 +3,9 @@ import type { AuditEntry } from '../../../protocol/audit.ts';
 import { CleanroomError } from '../../../protocol/errors.ts';
 import type { QueryStatus } from '../../../protocol/query.ts';
 import type {
+  ClosedCursor,
+  DatasetStore,
+  DatasetWrite,
   ListQueriesOptions,
   ListSessionsOptions,
   QueryStore,
@@ -10,15 +13,18 @@ import type {
   SessionStore,
   StatusCursor,
 } from '../../core/ports.ts';
-import type { QueryRecord, SessionRecord } from '../../core/records.ts';
+import type { DatasetRecord, QueryRecord, SessionRecord } from '../../core/records.ts';
 import {
   STORE_RETRY_AFTER_SECONDS,
+  assertClosedPage,
+  assertDatasetWritable,
   assertPage,
   assertQueryWritable,
   assertStatusPage,
   assertWritable,
   extendsHead,
   parseStoredAuditEntry,
+  parseStoredDataset,
   parseStoredQuery,
   parseStoredSession,
 } from './stored.ts';
@@ -62,7 +68,21 @@ CREATE TABLE IF NOT EXISTS queries (
 CREATE INDEX IF NOT EXISTS queries_by_session ON queries(session_id, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS queries_by_session_status ON queries(session_id, status, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS queries_by_status ON queries(status, status_since, id);
+CREATE TABLE IF NOT EXISTS datasets (
+  session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+  id TEXT NOT NULL,
+  doc TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (session_id, id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS datasets_by_session ON datasets(session_id, created_at, id);
 `;
+
+// Added to `sessions` by `open` when missing (files from before shredding): the session's
+// `closed_at` while its shredding is unfinished (`shredded_at` null), else NULL. A plain column,
+// so the reconciler's listing is an index range and a session write evaluates no JSON.
+const SHRED_COLUMN = 'shred_closed_at';
+const SHRED_INDEX = `CREATE INDEX IF NOT EXISTS sessions_to_shred ON sessions(${SHRED_COLUMN}, id) WHERE ${SHRED_COLUMN} IS NOT NULL`;
 
 // SQLite primary result codes (the low byte of the extended code node:sqlite reports).
 const SQLITE_BUSY = 5;
@@ -74,7 +94,7 @@ const SQLITE_CONSTRAINT = 19;
  * stack. `node:sqlite` is synchronous, so each method runs its transaction to the end before
  * yielding; `BEGIN IMMEDIATE` plus the version condition serialise writers across connections.
  */
-export class SqliteSessionStore implements SessionStore, QueryStore {
+export class SqliteSessionStore implements SessionStore, QueryStore, DatasetStore {
   /** The open connection, for other adapters that keep their tables in the same file. */
   readonly database: DatabaseSync;
 
@@ -94,7 +114,12 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
       // FULL would fsync on every commit, the main cost of a write here (docs/benchmarks.md).
       database.exec('PRAGMA synchronous = NORMAL');
       database.exec('PRAGMA foreign_keys = ON');
-      immediateTransaction(database, () => database.exec(SCHEMA));
+      immediateTransaction(database, () => {
+        database.exec(SCHEMA);
+        const columns = database.prepare('SELECT name FROM pragma_table_info(?)').all('sessions').map((row) => row.name);
+        if (!columns.includes(SHRED_COLUMN)) database.exec(`ALTER TABLE sessions ADD COLUMN ${SHRED_COLUMN} TEXT`);
+        database.exec(SHRED_INDEX);
+      });
     } catch (error) {
       database.close();
       throw translateSqliteError(error);
@@ -122,10 +147,10 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
     assertWritable(session, entry, null);
     this.#write(() => {
       const inserted = this.#stmt(
-          `INSERT INTO sessions (id, doc, status, created_at, version) VALUES (?, ?, ?, ?, ?)
+          `INSERT INTO sessions (id, doc, status, created_at, version, ${SHRED_COLUMN}) VALUES (?, ?, ?, ?, ?, ?)
            ON CONFLICT (id) DO NOTHING`,
         )
-        .run(session.id, JSON.stringify(session), session.status, session.created_at, session.version);
+        .run(session.id, JSON.stringify(session), session.status, session.created_at, session.version, shredClosedAt(session));
       if (inserted.changes === 0) throw new CleanroomError('CONFLICT', 'a session with this id already exists');
       this.#writeParticipants(session);
       this.#appendAudit(entry);
@@ -140,8 +165,10 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
   async update(session: SessionRecord, expectedVersion: number, entry: AuditEntry): Promise<void> {
     assertWritable(session, entry, expectedVersion);
     this.#write(() => {
-      const updated = this.#stmt('UPDATE sessions SET doc = ?, status = ?, created_at = ?, version = ? WHERE id = ? AND version = ?')
-        .run(JSON.stringify(session), session.status, session.created_at, session.version, session.id, expectedVersion);
+      const updated = this.#stmt(
+          `UPDATE sessions SET doc = ?, status = ?, created_at = ?, version = ?, ${SHRED_COLUMN} = ? WHERE id = ? AND version = ?`,
+        )
+        .run(JSON.stringify(session), session.status, session.created_at, session.version, shredClosedAt(session), session.id, expectedVersion);
       if (updated.changes === 0) throw new CleanroomError('CONFLICT', 'the session changed or no longer exists');
       this.#writeParticipants(session);
       this.#appendAudit(entry);
@@ -211,17 +238,7 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
     const { query, entry, expectedQueryVersion, expectedSessionVersion } = write;
     try {
       immediateTransaction(this.database, () => {
-        const session = this.#stmt(`SELECT version, json_extract(doc, '$.audit_head') AS head FROM sessions WHERE id = ?`)
-          .get(query.session_id);
-        if (session === undefined || session.version !== expectedSessionVersion) {
-          throw new CleanroomError('CONFLICT', 'the session changed or no longer exists');
-        }
-        if (!extendsHead(parseJson(session.head, 'stored session record is malformed'), entry)) {
-          throw new TypeError("the audit entry does not extend the session's stored chain");
-        }
-        // Only the two fields a query transition changes: the rest of the session stays as stored.
-        this.#stmt(`UPDATE sessions SET doc = json_set(doc, '$.version', ?, '$.audit_head', json(?)), version = ? WHERE id = ?`)
-          .run(expectedSessionVersion + 1, JSON.stringify({ seq: entry.seq, hash: entry.hash }), expectedSessionVersion + 1, query.session_id);
+        this.#bumpSession(query.session_id, expectedSessionVersion, entry);
         const doc = JSON.stringify(query);
         const written =
           expectedQueryVersion === null
@@ -245,6 +262,53 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
     }
   }
 
+  async getDataset(sessionId: string, datasetId: string): Promise<DatasetRecord | null> {
+    const row = this.#read(() => this.#stmt('SELECT doc FROM datasets WHERE session_id = ? AND id = ?').get(sessionId, datasetId));
+    return row === undefined ? null : parseDatasetRow(row, sessionId, datasetId);
+  }
+
+  async listDatasets(sessionId: string, options: { limit: number }): Promise<DatasetRecord[]> {
+    assertPage(options.limit);
+    const rows = this.#read(() =>
+      this.#stmt('SELECT id, doc FROM datasets WHERE session_id = ? ORDER BY created_at, id LIMIT ?').all(sessionId, options.limit),
+    );
+    return rows.map((row) => parseDatasetRow(row, sessionId, String(row.id)));
+  }
+
+  async commitDataset(write: DatasetWrite): Promise<void> {
+    assertDatasetWritable(write);
+    const { dataset, entry, expectedSessionVersion } = write;
+    try {
+      immediateTransaction(this.database, () => {
+        this.#bumpSession(dataset.session_id, expectedSessionVersion, entry);
+        const inserted = this.#stmt(
+            `INSERT INTO datasets (session_id, id, doc, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (session_id, id) DO NOTHING`,
+          )
+          .run(dataset.session_id, dataset.id, JSON.stringify(dataset), dataset.created_at);
+        if (inserted.changes === 0) throw new CleanroomError('CONFLICT', 'a dataset with this id exists in the session');
+        this.#appendAudit(entry);
+      });
+    } catch (error) {
+      if (error instanceof TypeError) throw error;
+      throw translateSqliteError(error);
+    }
+  }
+
+  async listUnshredded(options: { closedBefore: string; limit: number; after?: ClosedCursor }): Promise<SessionRecord[]> {
+    assertClosedPage(options.closedBefore, options.limit, options.after);
+    const conditions = [`${SHRED_COLUMN} IS NOT NULL`, `${SHRED_COLUMN} < ?`];
+    const params: string[] = [options.closedBefore];
+    if (options.after !== undefined) {
+      conditions.push(`(${SHRED_COLUMN} > ? OR (${SHRED_COLUMN} = ? AND id > ?))`);
+      params.push(options.after.closed_at, options.after.closed_at, options.after.id);
+    }
+    const rows = this.#read(() =>
+      this.#stmt(`SELECT id, doc FROM sessions WHERE ${conditions.join(' AND ')} ORDER BY ${SHRED_COLUMN}, id LIMIT ?`)
+        .all(...params, options.limit),
+    );
+    return rows.map((row) => parseSessionRow(row, String(row.id)));
+  }
+
   async listQueriesInStatus(
     status: QueryStatus,
     options: { before: string; limit: number; after?: StatusCursor },
@@ -261,6 +325,22 @@ export class SqliteSessionStore implements SessionStore, QueryStore {
         .all(...params, options.limit),
     );
     return rows.map((row) => parseQueryRow(row, String(row.session_id), String(row.id)));
+  }
+
+  /**
+   * Inside a transaction: the session must still be at `expectedSessionVersion` (else CONFLICT);
+   * its version and audit head move to `entry`, nothing else of it changes.
+   */
+  #bumpSession(sessionId: string, expectedSessionVersion: number, entry: AuditEntry): void {
+    const session = this.#stmt(`SELECT version, json_extract(doc, '$.audit_head') AS head FROM sessions WHERE id = ?`).get(sessionId);
+    if (session === undefined || session.version !== expectedSessionVersion) {
+      throw new CleanroomError('CONFLICT', 'the session changed or no longer exists');
+    }
+    if (!extendsHead(parseJson(session.head, 'stored session record is malformed'), entry)) {
+      throw new TypeError("the audit entry does not extend the session's stored chain");
+    }
+    this.#stmt(`UPDATE sessions SET doc = json_set(doc, '$.version', ?, '$.audit_head', json(?)), version = ? WHERE id = ?`)
+      .run(expectedSessionVersion + 1, JSON.stringify({ seq: entry.seq, hash: entry.hash }), expectedSessionVersion + 1, sessionId);
   }
 
   #writeParticipants(session: SessionRecord): void {
@@ -327,6 +407,15 @@ function parseSessionRow(row: Record<string, unknown>, id: string): SessionRecor
 
 function parseQueryRow(row: Record<string, unknown>, sessionId: string, queryId: string): QueryRecord {
   return parseStoredQuery(parseJson(row.doc, 'stored query record is malformed'), sessionId, queryId);
+}
+
+/** The `shred_closed_at` column of a session: its close time while its shredding is unfinished. */
+function shredClosedAt(session: SessionRecord): string | null {
+  return session.shredded_at === null ? session.closed_at : null;
+}
+
+function parseDatasetRow(row: Record<string, unknown>, sessionId: string, datasetId: string): DatasetRecord {
+  return parseStoredDataset(parseJson(row.doc, 'stored dataset record is malformed'), sessionId, datasetId);
 }
 
 function parseJson(text: unknown, message: string): unknown {

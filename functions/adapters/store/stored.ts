@@ -1,8 +1,16 @@
 import * as v from 'valibot';
 import { AuditEntrySchema, type AuditEntry } from '../../../protocol/audit.ts';
 import { CleanroomError } from '../../../protocol/errors.ts';
-import type { QueryWrite } from '../../core/ports.ts';
-import { QueryRecordSchema, SessionRecordSchema, type QueryRecord, type SessionRecord } from '../../core/records.ts';
+import { objectKeys } from '../../../protocol/dataset.ts';
+import type { ClosedCursor, DatasetWrite, QueryWrite } from '../../core/ports.ts';
+import {
+  DatasetRecordSchema,
+  QueryRecordSchema,
+  SessionRecordSchema,
+  type DatasetRecord,
+  type QueryRecord,
+  type SessionRecord,
+} from '../../core/records.ts';
 
 /**
  * What both SessionStore adapters check at their edge: documents read back are parsed, writes
@@ -74,6 +82,42 @@ export function assertQueryWritable(write: QueryWrite): void {
   if (!Number.isSafeInteger(expectedSessionVersion) || expectedSessionVersion < 1) {
     throw new TypeError('expectedSessionVersion must be a positive integer');
   }
+}
+
+/**
+ * A dataset document read back from a store, parsed. It must be the one stored under
+ * `datasetId` in session `sessionId`.
+ */
+export function parseStoredDataset(data: unknown, sessionId: string, datasetId: string): DatasetRecord {
+  const result = v.safeParse(DatasetRecordSchema, data);
+  if (!result.success || result.output.id !== datasetId || result.output.session_id !== sessionId) {
+    throw malformed('stored dataset record is malformed', result);
+  }
+  return result.output;
+}
+
+/**
+ * Refuses dataset writes our own code got wrong (a `TypeError`): the record must parse and name
+ * its own object, and the entry must belong to the dataset's session and name the dataset.
+ */
+export function assertDatasetWritable(write: DatasetWrite): void {
+  const { dataset, entry, expectedSessionVersion } = write;
+  if (!v.is(DatasetRecordSchema, dataset)) throw new TypeError('dataset record does not match DatasetRecordSchema');
+  if (dataset.object_key !== objectKeys.dataset(dataset.session_id, dataset.id)) throw new TypeError('object_key is not the dataset\'s object');
+  if (!v.is(AuditEntrySchema, entry)) throw new TypeError('audit entry does not match AuditEntrySchema');
+  if (entry.session_id !== dataset.session_id) throw new TypeError('audit entry belongs to another session than the dataset');
+  if (entry.details.dataset_id !== dataset.id) throw new TypeError('audit entry does not name the dataset');
+  if (!Number.isSafeInteger(expectedSessionVersion) || expectedSessionVersion < 1) {
+    throw new TypeError('expectedSessionVersion must be a positive integer');
+  }
+}
+
+/** Refuses a listing of sessions to shred our own code got wrong. */
+export function assertClosedPage(closedBefore: string, limit: number, after?: ClosedCursor): void {
+  assertPage(limit);
+  const timestamp = v.pipe(v.string(), v.isoTimestamp());
+  if (!v.is(timestamp, closedBefore)) throw new TypeError('closedBefore must be an ISO timestamp');
+  if (after !== undefined && (!v.is(timestamp, after.closed_at) || typeof after.id !== 'string')) throw new TypeError('malformed cursor');
 }
 
 /**

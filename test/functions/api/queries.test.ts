@@ -21,9 +21,11 @@ test.after.always(() => api.close());
 
 type Policy = 'none' | 'all_participants' | 'dataset_owners';
 
+/** A session of OWNER and `others`, every one of whom has registered keys (recipients must). */
 async function session(t: TestApi, policy: Policy = 'all_participants', others: string[] = [BOB, CAROL]): Promise<string> {
   const res = await t.call('POST', '/api/tee/sessions', { as: OWNER, body: { name: 'q', participant_emails: others, approval_policy: policy } });
   if (res.status !== 201) throw new Error(`session: ${JSON.stringify(res.body)}`);
+  for (const email of [OWNER, ...others]) await t.registerKeys(res.body.id, email);
   return res.body.id;
 }
 
@@ -62,9 +64,10 @@ function event(sid: string, qid: string, taskId: string, kind: 'RUNNING' | 'SUCC
 const report = (t: TestApi, qid: string, body: unknown, as: string | null = WORKER) =>
   t.call('POST', `/internal/v1/queries/${qid}/events`, { ...(as ? { as } : {}), body });
 
+/** The session's audit actions after its creation and the key registrations of `session()`. */
 async function auditActions(t: TestApi, sid: string): Promise<string[]> {
   const res = await t.call('GET', `/api/tee/sessions/${sid}/audit?limit=200`, { as: OWNER });
-  return res.body.entries.map((e: any) => e.action);
+  return res.body.entries.map((e: any) => e.action).filter((a: string) => a !== 'participant.keys_registered');
 }
 
 /** Task payloads the queue received for `qid`, verified against the signer's public key. */
@@ -148,6 +151,24 @@ test('propose: recipients must take part (NOT_A_RECIPIENT), outsiders see no ses
   const closed = await propose(api, sid);
   t.is(closed.status, 409);
   t.is(closed.body.error.code, 'SESSION_CLOSED');
+});
+
+test('propose: every recipient must have registered keys, or 409 RECIPIENT_KEY_MISSING and nothing is stored', async (t) => {
+  const res = await api.call('POST', '/api/tee/sessions', { as: OWNER, body: { name: 'q', participant_emails: [BOB, CAROL], approval_policy: 'none' } });
+  const sid = res.body.id as string;
+  await api.registerKeys(sid, OWNER);
+  await api.registerKeys(sid, BOB);
+  const withCarol = await propose(api, sid, { sql: SQL, recipients: [OWNER, CAROL] });
+  t.is(withCarol.status, 409);
+  t.is(withCarol.body.error.code, 'RECIPIENT_KEY_MISSING');
+  // CAROL proposing for herself is the same: she is the default recipient.
+  t.is((await propose(api, sid, { sql: SQL }, CAROL)).body.error.code, 'RECIPIENT_KEY_MISSING');
+  t.deepEqual((await api.call('GET', `/api/tee/sessions/${sid}/queries`, { as: OWNER })).body.queries, []);
+  // Only recipients need keys: CAROL may propose a query for others who have them.
+  t.is((await propose(api, sid, { sql: SQL, recipients: [OWNER, BOB] }, CAROL)).status, 201);
+  // Once she has registered keys, she can be a recipient.
+  await api.registerKeys(sid, CAROL);
+  t.is((await propose(api, sid, { sql: SQL, recipients: [OWNER, CAROL] })).status, 201);
 });
 
 const invalidProposals: Array<[string, unknown]> = [

@@ -14,6 +14,7 @@ import {
 import { startFirestoreEmulator, type RunningEmulator } from '../../../helpers/firestore-emulator.ts';
 import { newSession, rejectsWithCode, sessionStoreContract, uniqueEmail, withParticipant } from './contract.ts';
 import { newQuery, queryStoreContract, queryWrite } from './query-contract.ts';
+import { datasetStoreContract, datasetWrite, newDataset } from './dataset-contract.ts';
 
 // The SDK lets this variable override any host passed in settings; the client below names the
 // emulator this file started, so a value inherited from the shell must not redirect it.
@@ -48,6 +49,8 @@ sessionStoreContract('firestore', async () => ({ store: new FirestoreSessionStor
 
 queryStoreContract('firestore', async () => ({ store: new FirestoreSessionStore(database()), teardown: async () => {} }));
 
+datasetStoreContract('firestore', async () => ({ store: new FirestoreSessionStore(database()), teardown: async () => {} }));
+
 test('firestore: queries live at collaboration_sessions/{id}/queries/{query id}; the session keeps its other fields', async (t) => {
   const store = new FirestoreSessionStore(database());
   const { session, entry } = await newSession();
@@ -58,6 +61,26 @@ test('firestore: queries live at collaboration_sessions/{id}/queries/{query id};
   t.deepEqual((await database().doc(`${DEFAULT_SESSIONS_COLLECTION}/${session.id}/queries/${query.id}`).get()).data(), query);
   t.deepEqual((await database().doc(`${DEFAULT_SESSIONS_COLLECTION}/${session.id}`).get()).data(), w.session);
   t.deepEqual((await database().doc(`${DEFAULT_SESSIONS_COLLECTION}/${session.id}/audit/0000000002`).get()).data(), w.entry);
+});
+
+test('firestore: datasets live at collaboration_sessions/{id}/datasets/{dataset id}; a malformed one is INTERNAL without quoting it', async (t) => {
+  const store = new FirestoreSessionStore(database());
+  const { session, entry } = await newSession();
+  await store.create(session, entry);
+  const dataset = newDataset(session);
+  const w = await datasetWrite(session, dataset);
+  await store.commitDataset(w.write);
+  const ref = database().doc(`${DEFAULT_SESSIONS_COLLECTION}/${session.id}/datasets/${dataset.id}`);
+  t.deepEqual((await ref.get()).data(), dataset);
+  t.deepEqual((await database().doc(`${DEFAULT_SESSIONS_COLLECTION}/${session.id}`).get()).data(), w.session);
+  t.deepEqual((await database().doc(`${DEFAULT_SESSIONS_COLLECTION}/${session.id}/audit/0000000002`).get()).data(), w.entry);
+  const secret = 'eyJ.secret-wrapped-key';
+  await ref.set({ ...dataset, wrapped_key: secret, row_count: -1 });
+  for (const read of [() => store.getDataset(session.id, dataset.id), () => store.listDatasets(session.id, { limit: 10 })]) {
+    const error = await t.throwsAsync(read());
+    t.is((error as CleanroomError).code, 'INTERNAL');
+    t.false(JSON.stringify({ m: error?.message, c: String((error as CleanroomError).cause) }).includes(secret));
+  }
 });
 
 test('firestore: a racing query transition loses with CONFLICT even when the SDK retries the aborted transaction', async (t) => {

@@ -8,6 +8,7 @@ import { CleanroomError } from '../../../../protocol/errors.ts';
 import { SqliteSessionStore, translateSqliteError } from '../../../../functions/adapters/store/sqlite.ts';
 import { newSession, rejectsWithCode, sessionStoreContract, uniqueEmail, withParticipant } from './contract.ts';
 import { newQuery, queryStoreContract, queryWrite } from './query-contract.ts';
+import { datasetStoreContract, datasetWrite, newDataset } from './dataset-contract.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sqlite-store-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
@@ -33,6 +34,7 @@ sessionStoreContract('sqlite, two connections to one file', async () => {
     update: (...args: Parameters<SqliteSessionStore['update']>) => pick(calls++).update(...args),
     listForParticipant: (...args: Parameters<SqliteSessionStore['listForParticipant']>) => pick(calls++).listForParticipant(...args),
     listAudit: (...args: Parameters<SqliteSessionStore['listAudit']>) => pick(calls++).listAudit(...args),
+    listUnshredded: (...args: Parameters<SqliteSessionStore['listUnshredded']>) => pick(calls++).listUnshredded(...args),
   };
   return {
     store,
@@ -44,6 +46,11 @@ sessionStoreContract('sqlite, two connections to one file', async () => {
 });
 
 queryStoreContract('sqlite', async () => {
+  const store = SqliteSessionStore.open(freshPath());
+  return { store, teardown: async () => store.close() };
+});
+
+datasetStoreContract('sqlite', async () => {
   const store = SqliteSessionStore.open(freshPath());
   return { store, teardown: async () => store.close() };
 });
@@ -77,6 +84,39 @@ test('sqlite: a database file from before queries existed gains the queries tabl
   const query = newQuery(session);
   await store.commitQuery((await queryWrite(session, query, null)).write);
   t.deepEqual(await store.getQuery(session.id, query.id), query);
+  store.close();
+});
+
+test('sqlite: a database file from before datasets existed gains the datasets table on open', async (t) => {
+  const path = freshPath();
+  const old = new DatabaseSync(path);
+  old.exec('CREATE TABLE sessions (id TEXT PRIMARY KEY, doc TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL, version INTEGER NOT NULL) STRICT');
+  old.close();
+  const store = SqliteSessionStore.open(path);
+  const { session, entry } = await newSession();
+  await store.create(session, entry);
+  const dataset = newDataset(session);
+  await store.commitDataset((await datasetWrite(session, dataset)).write);
+  t.deepEqual(await store.getDataset(session.id, dataset.id), dataset);
+  store.close();
+});
+
+test('sqlite: a malformed stored dataset is INTERNAL and the message does not quote it', async (t) => {
+  const store = SqliteSessionStore.open(freshPath());
+  const { session, entry } = await newSession();
+  await store.create(session, entry);
+  const dataset = newDataset(session);
+  await store.commitDataset((await datasetWrite(session, dataset)).write);
+  const secret = 'eyJ.secret-wrapped-key';
+  store.database.prepare('UPDATE datasets SET doc = ? WHERE id = ?').run(JSON.stringify({ ...dataset, wrapped_key: secret, table: 'Bad Name' }), dataset.id);
+  for (const read of [() => store.getDataset(session.id, dataset.id), () => store.listDatasets(session.id, { limit: 10 })]) {
+    const error = await t.throwsAsync(read());
+    t.is((error as CleanroomError).code, 'INTERNAL');
+    t.false(JSON.stringify({ m: error?.message, c: String((error as CleanroomError).cause) }).includes(secret));
+  }
+  // A record stored under another session's key is as malformed.
+  store.database.prepare('UPDATE datasets SET doc = ? WHERE id = ?').run(JSON.stringify({ ...dataset, session_id: 'elsewhere' }), dataset.id);
+  await rejectsWithCode(t, store.getDataset(session.id, dataset.id), 'INTERNAL');
   store.close();
 });
 
