@@ -6,7 +6,10 @@ export type CliErrorCode =
   | 'TOKEN_EXPIRED'
   | 'CREDENTIALS_INVALID'
   | 'SIGN_IN_UNSUPPORTED'
-  | 'WAIT_TIMEOUT';
+  | 'WAIT_TIMEOUT'
+  | 'KEYS_NOT_FOUND'
+  | 'KEYS_INVALID'
+  | 'FILE_UNSUPPORTED';
 
 /** An expected CLI failure: printed as `error: CODE: message`, never with a stack. */
 export class CliError extends Error {

@@ -12,7 +12,7 @@ export function groupHelp(commands: readonly Command[], prefix: readonly string[
     '',
     'Every command takes --json for machine-readable output and --help for its options.',
     'Environment: CLEANROOM_API (default http://localhost:3000), CLEANROOM_HOME (default ~/.cleanroom);',
-    'for attest: TEE_SERVICE_ENDPOINT (default http://localhost:8080), CLEANROOM_WORKER_DIGESTS,',
+    'for attest, dataset upload and result get: TEE_SERVICE_ENDPOINT (default http://localhost:8080), CLEANROOM_WORKER_DIGESTS,',
     'CLEANROOM_ALLOW_INSECURE_DEV_ATTESTATION=1 (WARNING: accepts a dev attester that proves nothing).',
   ];
   return `${lines.join('\n')}\n`;

@@ -1,9 +1,31 @@
 import * as v from 'valibot';
+import type { CreateUploadRequest, RegisterDatasetRequest } from '../../protocol/dataset.ts';
 import { CleanroomError } from '../../protocol/errors.ts';
 import type { ProposeQueryRequest, QueryStatus } from '../../protocol/query.ts';
-import { SessionIdSchema, type CreateSessionRequest, type SessionStatus, type SessionView } from '../../protocol/session.ts';
+import {
+  SessionIdSchema,
+  type CreateSessionRequest,
+  type ParticipantView,
+  type RegisterKeysRequest,
+  type SessionStatus,
+  type SessionView,
+} from '../../protocol/session.ts';
 import { TransportError } from './errors.ts';
-import { QueryPageSchema, QueryViewSchema, SessionPageSchema, SessionViewSchema, type QueryView } from './schemas.ts';
+import {
+  DatasetListSchema,
+  DatasetViewSchema,
+  ParticipantViewSchema,
+  QueryPageSchema,
+  QueryViewSchema,
+  SealedResultEnvelopeSchema,
+  SessionKeyBundleSchema,
+  SessionPageSchema,
+  SessionViewSchema,
+  UploadTicketSchema,
+  type DatasetViewReceived,
+  type QueryView,
+  type UploadTicketView,
+} from './schemas.ts';
 import { requestJson, type FetchLike } from './transport.ts';
 
 /** How a {@link CleanroomApi} reaches the API. */
@@ -132,6 +154,46 @@ export class CleanroomApi {
     return this.#call('POST', `${queryPath(sessionId, queryId)}/cancel`, QueryViewSchema);
   }
 
+  /**
+   * `PUT /api/tee/sessions/:id/participants/me/keys`: registers the caller's public signing and
+   * encryption keys with an ID token whose nonce binds them (DESIGN invariant 12). Registering
+   * the same keys again is harmless; other keys replace the earlier ones.
+   */
+  async registerKeys(sessionId: string, input: RegisterKeysRequest): Promise<ParticipantView> {
+    return this.#call('PUT', `${sessionPath(sessionId)}/participants/me/keys`, ParticipantViewSchema, input);
+  }
+
+  /**
+   * `POST /api/tee/sessions/:id/session-key`: the session key bundle for the caller's fresh
+   * nonce. UNTRUSTED: verify it with `verifySessionKeyBundle` (or use `fetchSessionKey`).
+   */
+  async requestSessionKey(sessionId: string, nonce: string): Promise<v.InferOutput<typeof SessionKeyBundleSchema>> {
+    return this.#call('POST', `${sessionPath(sessionId)}/session-key`, SessionKeyBundleSchema, { nonce });
+  }
+
+  /** `POST /api/tee/sessions/:id/datasets/uploads`: a signed URL to PUT one dataset's ciphertext to. */
+  async createUpload(sessionId: string, input: CreateUploadRequest): Promise<UploadTicketView> {
+    return this.#call('POST', `${sessionPath(sessionId)}/datasets/uploads`, UploadTicketSchema, input);
+  }
+
+  /** `POST /api/tee/sessions/:id/datasets`: registers an uploaded dataset (its object must exist). */
+  async registerDataset(sessionId: string, input: RegisterDatasetRequest): Promise<DatasetViewReceived> {
+    return this.#call('POST', `${sessionPath(sessionId)}/datasets`, DatasetViewSchema, input);
+  }
+
+  /** `GET /api/tee/sessions/:id/datasets`: the session's datasets (metadata only). */
+  async listDatasets(sessionId: string): Promise<DatasetViewReceived[]> {
+    return (await this.#call('GET', `${sessionPath(sessionId)}/datasets`, DatasetListSchema)).datasets;
+  }
+
+  /**
+   * `GET /api/tee/sessions/:id/queries/:qid/result`: the sealed result, recipients only.
+   * UNTRUSTED and encrypted: open it with `openSealedResult` (or use `getResult`).
+   */
+  async getSealedResult(sessionId: string, queryId: string): Promise<unknown> {
+    return this.#call('GET', `${queryPath(sessionId, queryId)}/result`, SealedResultEnvelopeSchema);
+  }
+
   async *#walk<P extends { next_cursor: string | null }, T>(
     path: string,
     fetchPage: (cursor: { cursor?: string }) => Promise<P>,
@@ -152,7 +214,7 @@ export class CleanroomApi {
   }
 
   async #call<S extends v.GenericSchema>(
-    method: 'GET' | 'POST' | 'DELETE',
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
     path: string,
     schema: S,
     body?: unknown,

@@ -1,20 +1,9 @@
-import { decodeJwt } from 'jose';
-import * as v from 'valibot';
-import {
-  AttestationClaimsSchema,
-  INSECURE_DEV_HWMODEL,
-  IssuerKeyCache,
-  verifyAttestation,
-  type AttestationClaims,
-} from '../../protocol/attestation.ts';
-import { CleanroomError } from '../../protocol/errors.ts';
+import { IssuerKeyCache, verifyAttestation, type AttestationClaims } from '../../protocol/attestation.ts';
+import { DEFAULT_ATTESTATION_AUDIENCE, DEV_ATTESTATION_PATH, policyForToken } from './attestation-policy.ts';
 import { AttestationAnswerSchema } from './schemas.ts';
-import { requestJson, type FetchLike } from './transport.ts';
+import { asGlobalFetch, requestJson, type FetchLike } from './transport.ts';
 
-/** Where a worker serves its dev attester's issuer, under its public URL (the worker's `DEV_ISSUER_PATH`). */
-export const DEV_ATTESTATION_PATH = '/dev-attestation';
-/** The audience workers put in the tokens they hand to clients (the worker's default). */
-export const DEFAULT_ATTESTATION_AUDIENCE = 'cleanroom-clients';
+export { DEFAULT_ATTESTATION_AUDIENCE, DEV_ATTESTATION_PATH };
 
 /** Options of {@link attestWorker}. */
 export interface AttestWorkerOptions {
@@ -87,29 +76,19 @@ export async function attestWorker(options: AttestWorkerOptions): Promise<Attest
     peer: 'worker',
   });
 
-  // Always named, so that a dev token is recognised (and refused without the opt-in). The worker
-  // names it after the URL clients reach it by (its TEE_SERVICE_ENDPOINT).
-  const devIssuer = `${workerUrl}${DEV_ATTESTATION_PATH}`;
-  const unverified = peek(answer.token);
-  refuseForeignDevIssuer(unverified, devIssuer);
-  const claimedDigest = unverified?.submods?.container?.image_digest;
-  const takeClaimed =
-    options.allowInsecureDev === true && options.acceptDevClaimedDigest === true && options.allowedImageDigests.length === 0 &&
-    unverified?.iss === devIssuer && claimedDigest !== undefined;
-  // The claimed digest is only read here to build the allow-list; the verifier still checks the
-  // signature over it, so this accepts exactly what the dev attester signed, nothing else.
-  const allowedImageDigests = takeClaimed ? [claimedDigest] : [...options.allowedImageDigests];
+  const { policy, digestPinned } = policyForToken(answer.token, {
+    workerUrl,
+    allowedImageDigests: options.allowedImageDigests,
+    ...(options.audience !== undefined ? { audience: options.audience } : {}),
+    allowInsecureDev: options.allowInsecureDev === true,
+    acceptDevClaimedDigest: options.acceptDevClaimedDigest === true,
+  });
 
-  const keyCache = options.keyCache ?? new IssuerKeyCache({ fetch: asFetch(fetchFn), timeoutMs });
+  const keyCache = options.keyCache ?? new IssuerKeyCache({ fetch: asGlobalFetch(fetchFn), timeoutMs });
   const verified = await verifyAttestation(answer.token, {
     nonce,
     identityJwk: answer.identity_jwk,
-    policy: {
-      audience: options.audience ?? DEFAULT_ATTESTATION_AUDIENCE,
-      allowedImageDigests,
-      allowInsecureDev: options.allowInsecureDev === true,
-      devIssuer,
-    },
+    policy,
     keyCache,
     ...(options.currentDate !== undefined ? { currentDate: options.currentDate } : {}),
   });
@@ -121,7 +100,7 @@ export async function attestWorker(options: AttestWorkerOptions): Promise<Attest
     identityThumbprint: verified.identityThumbprint,
     claims: verified.claims,
     insecureDev: verified.insecureDev,
-    digestPinned: !takeClaimed,
+    digestPinned,
     expiresAt: new Date(verified.claims.exp * 1000).toISOString(),
   };
 }
@@ -134,41 +113,10 @@ export function randomNonce(): string {
   return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
-/** The token's claims WITHOUT verification, or undefined; only to choose a policy and to explain. */
-function peek(token: string): AttestationClaims | undefined {
-  try {
-    const parsed = v.safeParse(AttestationClaimsSchema, decodeJwt(token));
-    return parsed.success ? parsed.output : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * A dev attester that names itself under another URL (`127.0.0.1` for `localhost`, another
- * port) would otherwise be checked against Confidential Space's keys and fail obscurely. This
- * only ever refuses, and says how to fix it.
- */
-function refuseForeignDevIssuer(claims: AttestationClaims | undefined, devIssuer: string): void {
-  if (claims === undefined || claims.iss === devIssuer) return;
-  const looksDev = claims.hwmodel === INSECURE_DEV_HWMODEL || claims.iss.endsWith(DEV_ATTESTATION_PATH);
-  if (!looksDev) return;
-  throw new CleanroomError(
-    'ATTESTATION_ISSUER',
-    `the worker's dev attester names itself ${claims.iss}, not ${devIssuer}: reach the worker by the URL it was given as its TEE_SERVICE_ENDPOINT`,
-  );
-}
-
 const THUMBPRINT_MEMBERS: Record<string, readonly string[]> = { EC: ['kty', 'crv', 'x', 'y'], OKP: ['kty', 'crv', 'x'], RSA: ['kty', 'n', 'e'] };
 
 /** Only what the verified thumbprint covers; `alg`, `use` or `kid` next to it were never bound. */
 function thumbprintMembers(jwk: Record<string, unknown>): Record<string, string> {
   const members = THUMBPRINT_MEMBERS[String(jwk.kty)] ?? [];
   return Object.fromEntries(members.map((name) => [name, String(jwk[name])]));
-}
-
-/** A `FetchLike` in the shape of the global `fetch`, for the verifier's key cache. */
-function asFetch(fetchFn: FetchLike): typeof fetch {
-  return ((input: string | URL | Request, init?: RequestInit) =>
-    fetchFn(input instanceof Request ? input.url : String(input), init ?? {})) as typeof fetch;
 }

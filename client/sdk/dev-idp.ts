@@ -10,12 +10,14 @@ export interface DevToken {
 }
 
 /**
- * Asks the embedded stack's dev identity provider for an ID token for `email`. Returns null when
- * the API has no such route (it is not a local stack: a deployed API never mounts it).
+ * Asks the embedded stack's dev identity provider for an ID token for `email`, carrying `nonce`
+ * when given (a key-binding token; the API refuses such a token as a bearer token). Returns null
+ * when the API has no such route (it is not a local stack: a deployed API never mounts it).
  */
 export async function requestDevToken(options: {
   baseUrl: string;
   email: string;
+  nonce?: string;
   fetch?: FetchLike;
   timeoutMs?: number;
 }): Promise<DevToken | null> {
@@ -25,7 +27,7 @@ export async function requestDevToken(options: {
       baseUrl: options.baseUrl.replace(/\/+$/, ''),
       method: 'POST',
       path: '/dev-idp/token',
-      body: { email: options.email },
+      body: { email: options.email, ...(options.nonce !== undefined ? { nonce: options.nonce } : {}) },
       timeoutMs: options.timeoutMs ?? 30_000,
       schema: DevTokenSchema,
     });

@@ -1,11 +1,13 @@
 import * as v from 'valibot';
+import { DATASET_FORMATS, SessionKeyBundleSchema as StrictSessionKeyBundleSchema } from '../../protocol/dataset.ts';
 import { QUERY_STATUSES } from '../../protocol/query.ts';
 import { APPROVAL_POLICIES, SESSION_STATUSES } from '../../protocol/session.ts';
 
 // The API's answers, checked once where they arrive. Loose objects: a newer API may add fields
 // without breaking an older client; a missing or mistyped field is an unexpected response.
 
-const ParticipantViewSchema = v.looseObject({
+/** A `ParticipantView` as received (also the answer of `PUT .../participants/me/keys`). */
+export const ParticipantViewSchema = v.looseObject({
   email: v.string(),
   role: v.picklist(['owner', 'participant']),
   added_at: v.string(),
@@ -82,6 +84,55 @@ export const AttestationAnswerSchema = v.looseObject({
 export const DevTokenSchema = v.looseObject({
   id_token: v.pipe(v.string(), v.minLength(1)),
   expires_at: v.string(),
+});
+
+/** `POST /api/tee/sessions/:id/datasets/uploads`: where to PUT one dataset's ciphertext. */
+export const UploadTicketSchema = v.looseObject({
+  dataset_id: v.string(),
+  object_key: v.string(),
+  url: v.pipe(v.string(), v.url()),
+  method: v.literal('PUT'),
+  headers: v.record(v.string(), v.string()),
+  expires_at: v.string(),
+  max_bytes: v.number(),
+});
+export type UploadTicketView = v.InferOutput<typeof UploadTicketSchema>;
+
+/** A `DatasetView` as received; a column type newer than this client is shown, not refused. */
+export const DatasetViewSchema = v.looseObject({
+  id: v.string(),
+  session_id: v.string(),
+  owner_email: v.string(),
+  table: v.string(),
+  format: v.picklist(DATASET_FORMATS),
+  schema: v.array(v.looseObject({ name: v.string(), type: v.string() })),
+  row_count: v.number(),
+  ciphertext_bytes: v.number(),
+  ciphertext_sha256: v.string(),
+  session_key_thumbprint: v.string(),
+  created_at: v.string(),
+});
+export type DatasetViewReceived = v.InferOutput<typeof DatasetViewSchema>;
+
+/** `GET /api/tee/sessions/:id/datasets`. */
+export const DatasetListSchema = v.looseObject({
+  datasets: v.array(DatasetViewSchema),
+});
+
+/**
+ * `POST /api/tee/sessions/:id/session-key`: the worker's bundle, relayed by the control plane.
+ * Untrusted until `verifySessionKeyBundle`; loose here so that a newer worker may add members.
+ */
+export const SessionKeyBundleSchema = v.looseObject(StrictSessionKeyBundleSchema.entries);
+
+/**
+ * `GET /api/tee/sessions/:id/queries/:qid/result`: only the envelope's names are read here;
+ * `openSealedResult` checks the whole object strictly before anything in it is trusted.
+ */
+export const SealedResultEnvelopeSchema = v.looseObject({
+  v: v.number(),
+  session_id: v.string(),
+  query_id: v.string(),
 });
 
 /** The one error body of every API surface. */

@@ -6,6 +6,12 @@ import { ErrorEnvelopeSchema } from './schemas.ts';
 /** The `fetch` a client uses; injectable for tests and for runtimes that wrap it. */
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
+/** A `FetchLike` in the shape of the global `fetch`, for jose's and the verifier's key fetching. */
+export function asGlobalFetch(fetchFn: FetchLike): typeof fetch {
+  return ((input: string | URL | Request, init?: RequestInit) =>
+    fetchFn(input instanceof Request ? input.url : String(input), init ?? {})) as typeof fetch;
+}
+
 /** One JSON request to the API. */
 export interface JsonRequest<S extends v.GenericSchema> {
   fetch: FetchLike;

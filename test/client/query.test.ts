@@ -5,6 +5,7 @@ import { CleanroomApi } from '../../client/sdk/api-client.ts';
 import { waitForQuery } from '../../client/sdk/query-wait.ts';
 import type { FetchLike } from '../../client/sdk/transport.ts';
 import { CleanroomError, type ErrorCode } from '../../protocol/errors.ts';
+import { registerTestKeys } from '../helpers/participant-keys.ts';
 import { localStack, runCli, tempHome, tempRoot, type CliResult } from './local-stack.ts';
 
 const ALICE = 'alice@example.com';
@@ -43,13 +44,18 @@ async function cli(email: string) {
   return { home, run };
 }
 
-/** A session owned by alice with bob (and carol); every participant approves by default. */
+/**
+ * A session owned by alice with bob (and carol); every participant approves by default. Each
+ * member registers keys, as `session join` does: results are sealed to recipients' keys.
+ */
 async function session(options: { participants?: string[]; approval?: 'none' | 'all_participants' } = {}): Promise<string> {
+  const participants = options.participants ?? [BOB];
   const created = await as(ALICE).createSession({
     name: 'queries',
-    participant_emails: options.participants ?? [BOB],
+    participant_emails: participants,
     approval_policy: options.approval ?? 'all_participants',
   });
+  for (const email of [ALICE, ...participants]) await registerTestKeys({ apiUrl: stack.apiUrl, idp: stack.devIdp, sessionId: created.id, email });
   return created.id;
 }
 

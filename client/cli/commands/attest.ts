@@ -1,5 +1,6 @@
 import { CleanroomError } from '../../../protocol/errors.ts';
 import { attestWorker, DEFAULT_ATTESTATION_AUDIENCE, type AttestedWorker } from '../../sdk/attestation.ts';
+import { insecureWarning } from '../attestation-options.ts';
 import { JSON_OPTION, parseCommandArgs, type Command } from '../command.ts';
 import { isImageDigest, workerUrl } from '../config.ts';
 import { UsageError } from '../errors.ts';
@@ -56,7 +57,7 @@ export const attest: Command = {
       // main prints `error: CODE: message` on stderr and exits 1.
       throw refusal;
     }
-    if (attested.insecureDev) ctx.io.stderr(insecureWarning(attested));
+    if (attested.insecureDev) ctx.io.stderr(insecureWarning(attested.digestPinned));
     if (values.json) printJson(ctx.io, toJson(attested));
     else ctx.io.stdout(formatAttested(attested));
   },
@@ -102,21 +103,6 @@ function formatAttested(attested: AttestedWorker): string {
     row('expires', attested.expiresAt),
     row('identity key', attested.identityThumbprint),
   ].join('');
-}
-
-/** Printed whenever a dev token was accepted, in both output modes, on stderr. */
-function insecureWarning(attested: AttestedWorker): string {
-  const lines = [
-    'INSECURE DEV ATTESTATION: NOTHING IS ATTESTED',
-    'The token comes from the worker\'s dev attester, not from a TEE: no confidential',
-    'hardware, no secure boot, debugging enabled. Anyone can run a dev attester and mint',
-    'such a token, so it proves nothing about the code or the machine.',
-    ...(attested.digestPinned ? [] : ['The image digest was not checked: it is whatever the worker claims.']),
-    'Never send real data to this worker.',
-  ];
-  const width = Math.max(...lines.map((l) => l.length));
-  const bar = '!'.repeat(width + 8);
-  return `${[bar, ...lines.map((l) => `!!! ${l.padEnd(width)} !!!`), bar].join('\n')}\n`;
 }
 
 function row(label: string, value: string): string {

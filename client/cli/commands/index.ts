@@ -1,7 +1,10 @@
 import type { Command } from '../command.ts';
 import { attest } from './attest.ts';
 import { login, logout, token } from './auth.ts';
+import { datasetList, datasetUpload } from './dataset.ts';
 import { queryApprove, queryCancel, queryList, queryPropose, queryReject, queryShow } from './query.ts';
+import { resultGet } from './result.ts';
+import { sessionJoin } from './session-join.ts';
 import { sessionClose, sessionCreate, sessionList, sessionShow } from './session.ts';
 
 /** Every command of the CLI, in the order `--help` lists them. */
@@ -13,11 +16,15 @@ export const COMMANDS: readonly Command[] = [
   sessionList,
   sessionShow,
   sessionClose,
+  sessionJoin,
+  datasetUpload,
+  datasetList,
   queryPropose,
   queryList,
   queryShow,
   queryApprove,
   queryReject,
   queryCancel,
+  resultGet,
   attest,
 ];
