@@ -182,6 +182,7 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
         server.closeAllConnections();
       });
       await executor.close();
+      if (inputs instanceof EncryptedInputs) await inputs.close();
       leases.close();
     },
   };

@@ -17,7 +17,7 @@ const MAX_PARENT_FRAME_BYTES = 512 * 1024 * 1024;
 let connection: DuckDBConnection | undefined;
 let directory: string | undefined;
 let sql: string | undefined;
-let loaded = false;
+let running = false;
 let busy = Promise.resolve();
 
 function send(frame: ChildFrame): void {
@@ -43,13 +43,14 @@ async function handle(frame: ParentFrame): Promise<void> {
     // Parsed before any table exists in this database: a parser exploit finds nothing to read.
     send({ t: 'parsed', tree: await serializeSql(connection, sql) });
   } else if (frame.t === 'load') {
-    if (connection === undefined || sql === undefined || loaded) throw new TypeError('load out of order');
-    loaded = true;
+    // Several load frames may come (one per input, as the worker finishes writing each); none after run.
+    if (connection === undefined || sql === undefined || running) throw new TypeError('load out of order');
     // Only SQL of ours reads the files; the user's SQL runs after the worker has deleted them.
     await loadFiles(connection, directory!, frame.inputs);
     send({ t: 'loaded' });
   } else if (frame.t === 'run') {
     if (connection === undefined || sql === undefined) throw new TypeError('run out of order');
+    running = true;
     const result = await runSelect(connection, sql, { maxRows: frame.maxRows, maxBytes: frame.maxBytes });
     send({ t: 'result', columns: result.columns, rows: result.rows, bytes: result.bytes });
     process.exit(0);

@@ -241,10 +241,11 @@ export class ExecutionContext {
 
   /**
    * Has the child load `inputs` from the files in its directory (checked paths, our SQL only), then
-   * deletes those files: the parsed query runs only after they are gone.
+   * deletes those files: the parsed query runs only after they are gone. May be called again (one
+   * call at a time) for inputs written later, until `run`.
    */
   async load(inputs: readonly FileInput[]): Promise<void> {
-    if (this.#phase !== 'parsing') throw new TypeError('load: parse first');
+    if (this.#phase !== 'parsing' && this.#phase !== 'loaded') throw new TypeError('load: parse first, one load at a time');
     for (const input of inputs) {
       if (dirname(input.file) !== this.#directory || basename(input.file) !== `${input.name}.${input.format}`) {
         throw new TypeError('load: an input file is not in the context directory');

@@ -82,9 +82,30 @@ export function createExecutor(options: ExecutorOptions): Executor {
       if (tables.length > 0) {
         // The writer stops when the context dies (time or memory limit, abort).
         const scoped: ExecuteRequest = { ...request, signal: AbortSignal.any([signal, context.signal]) };
-        const written = inputs.materialize(scoped, tables, context.target);
+        // Each file the source announces is loaded while it writes the next one (one load at a time).
+        const announced = new Set<string>();
+        let loading: Promise<void> = Promise.resolve();
+        const ready = (file: FileInput): void => {
+          const [checked] = checkFileInputs([file], [file.name]);
+          if (!tables.includes(checked!.name) || announced.has(checked!.name)) throw new CleanroomError('INTERNAL', 'the input source announced a table not asked for');
+          announced.add(checked!.name);
+          loading = loading.then(() => context.load([checked!]));
+          // Surfaced by the awaits below; not an unhandled rejection meanwhile.
+          loading.catch(() => {});
+        };
+        const written = inputs.materialize(scoped, tables, context.target, ready);
         materializing = written;
-        await context.load(checkFileInputs(await context.whileAlive(written), tables));
+        let files: FileInput[];
+        try {
+          files = checkFileInputs(await context.whileAlive(written), tables);
+          await context.whileAlive(loading);
+        } catch (error) {
+          // A failed load ends the context; its own code says why, not the context's death.
+          await loading;
+          throw error;
+        }
+        const rest = files.filter((file) => !announced.has(file.name));
+        if (rest.length > 0) await context.load(rest);
       }
       const result = await context.run();
       const ref = await sink.write(request, result, loadedInputs(request, tables));

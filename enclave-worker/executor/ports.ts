@@ -70,8 +70,10 @@ export interface InputSource {
    * Writes each named table's plaintext into `target.directory` (files 0400, chowned to `target.uid`
    * when given) and says how to load it. `names` is a subset of `tableNames(request)`; the result
    * has exactly one entry per name. `request.signal` aborts when the context dies: stop writing.
+   * A source may call `ready` with each file as soon as it is complete, so the context loads it
+   * while the next one is written; files it did not announce are loaded at the end.
    */
-  materialize(request: ExecuteRequest, names: readonly string[], target: InputTarget): Promise<FileInput[]>;
+  materialize(request: ExecuteRequest, names: readonly string[], target: InputTarget, ready?: (file: FileInput) => void): Promise<FileInput[]>;
 }
 
 /**

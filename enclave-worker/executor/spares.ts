@@ -70,7 +70,11 @@ export class WarmContexts implements ContextSource {
         clearTimeout(timer);
         this.#refill();
       };
-      const timer = setTimeout(refill, REFILL_DELAY_MS);
+      // Starting a context takes ~0.2 CPU-s. While another spare is still ready, its replacement
+      // waits for this query to end instead of competing with it for the cores; when this was
+      // the last spare, the replacement starts shortly (a burst must not find none).
+      const anotherReady = this.#ready.some((c) => c.idle);
+      const timer = anotherReady ? undefined : setTimeout(refill, REFILL_DELAY_MS);
       void context.exited.then(refill);
       return Promise.resolve(context);
     }

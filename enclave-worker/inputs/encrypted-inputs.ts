@@ -1,15 +1,12 @@
 import { createHash, type Hash } from 'node:crypto';
 import { rm, type FileHandle } from 'node:fs/promises';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { unwrapDataKey } from '../../protocol/data-key.ts';
 import { objectKeys, type TaskInput } from '../../protocol/dataset.ts';
-import { decryptDataset, type ChunkAead, type DatasetHeader, type DecryptedDataset } from '../../protocol/dataset-format.ts';
+import type { DatasetHeader } from '../../protocol/dataset-format.ts';
 import { CleanroomError } from '../../protocol/errors.ts';
-import { nodeAead } from '../../runtime/aead-node.ts';
 import type { ObjectStore } from '../../runtime/object-store/port.ts';
 import { createInputFile } from '../executor/input-files.ts';
+import { DecryptThreads } from './decrypt-threads.ts';
 import type { ExecuteRequest, FileInput, InputSource, InputTarget } from '../executor/ports.ts';
 
 /** The session private keys the worker holds (`keys/session-keys.ts`). */
@@ -21,8 +18,8 @@ export interface SessionPrivateKeys {
 export interface EncryptedInputsOptions {
   objects: ObjectStore;
   sessionKeys: SessionPrivateKeys;
-  /** Record cipher; default `nodeAead`. */
-  aead?: ChunkAead;
+  /** Decryption threads (default 2): hashing and decryption run on two cores, inputs side by side. */
+  threads?: number;
 }
 
 /**
@@ -49,12 +46,12 @@ export interface EncryptedInputsOptions {
 export class EncryptedInputs implements InputSource {
   readonly #objects: ObjectStore;
   readonly #sessionKeys: SessionPrivateKeys;
-  readonly #aead: ChunkAead;
+  readonly #threads: DecryptThreads;
 
   constructor(options: EncryptedInputsOptions) {
     this.#objects = options.objects;
     this.#sessionKeys = options.sessionKeys;
-    this.#aead = options.aead ?? nodeAead;
+    this.#threads = new DecryptThreads({ size: options.threads ?? 2 });
   }
 
   async tableNames(request: ExecuteRequest): Promise<string[]> {
@@ -63,15 +60,20 @@ export class EncryptedInputs implements InputSource {
     return names.sort();
   }
 
-  async materialize(request: ExecuteRequest, names: readonly string[], target: InputTarget): Promise<FileInput[]> {
+  async materialize(request: ExecuteRequest, names: readonly string[], target: InputTarget, ready?: (file: FileInput) => void): Promise<FileInput[]> {
     await this.tableNames(request);
-    const files: FileInput[] = [];
-    // One table at a time: decryption is CPU-bound, so running them side by side gains little and
-    // holds more plaintext in flight.
-    for (const name of names) {
+    const inputs = names.map((name) => {
       const input = request.inputs.find((candidate) => candidate.table === name);
       if (input === undefined) throw new TypeError('materialize: a table the task does not name');
-      files.push(await this.#materializeOne(request, input, target));
+      return input;
+    });
+    // One table at a time, each announced as soon as it is written: the context loads it while
+    // the next one is decrypted (decryption runs on a thread while this one reads and hashes).
+    const files: FileInput[] = [];
+    for (const input of inputs) {
+      const file = await this.#materializeOne(request, input, target);
+      files.push(file);
+      ready?.(file);
     }
     return files;
   }
@@ -99,12 +101,9 @@ export class EncryptedInputs implements InputSource {
       const source = await this.#objects.read(key);
       if (source === null) throw new CleanroomError('DATASET_NOT_FOUND', 'the dataset object does not exist');
       hashed = new HashingReader(source);
-      // decryptDataset keeps its own copy of the key for the stream's lifetime.
-      const decrypted = decryptDataset({ key: dataKey, ciphertext: hashed.stream, expect: { session_id: sessionId, dataset_id: input.dataset_id }, aead: this.#aead });
-      dataKey.fill(0);
       const created = await createInputFile(target, input.table, input.format);
       file = created.file;
-      const header = await decryptInto(decrypted, created.handle, hashed, input, signal);
+      const header = await decryptInto(this.#threads, dataKey, created.handle, hashed, { session_id: sessionId, dataset_id: input.dataset_id }, input, signal);
       return { name: input.table, file, format: input.format, columns: input.schema.map((c) => ({ ...c })), rowCount: header.row_count };
     } catch (error) {
       if (file !== undefined) await rm(file, { force: true });
@@ -114,20 +113,29 @@ export class EncryptedInputs implements InputSource {
       dataKey.fill(0);
     }
   }
+
+  /** Stops the decryption threads (the worker's shutdown). */
+  async close(): Promise<void> {
+    await this.#threads.close();
+  }
 }
 
-/** Writes the plaintext to `handle`, then checks the object's hash and the authenticated header. */
+/**
+ * Decrypts into `handle` on a decryption thread while this thread hashes the ciphertext on its
+ * way there, then checks the object's hash and the authenticated header.
+ */
 async function decryptInto(
-  decrypted: DecryptedDataset,
+  threads: DecryptThreads,
+  key: Uint8Array,
   handle: FileHandle,
   hashed: HashingReader,
+  expect: { session_id: string; dataset_id: string },
   input: TaskInput,
   signal: AbortSignal | undefined,
 ): Promise<DatasetHeader> {
   let header: DatasetHeader;
   try {
-    await pipeline(Readable.fromWeb(decrypted.plaintext as WebReadableStream<Uint8Array>), handle.createWriteStream(), signal ? { signal } : {});
-    header = await decrypted.header;
+    header = await threads.decrypt({ key, expect, fd: handle.fd, source: hashed.stream, ...(signal ? { signal } : {}) });
     checkHeader(header, input);
   } catch (error) {
     signal?.throwIfAborted();

@@ -183,7 +183,7 @@ test('file inputs: an input source that returns other tables or paths than asked
     (files) => files.map((f) => ({ ...f, columns: [] })),
   ];
   for (const [i, lie] of lying.entries()) {
-    const source: InputSource = { tableNames: () => base.tableNames(), materialize: async (...args) => lie(await base.materialize(...args)) };
+    const source: InputSource = { tableNames: () => base.tableNames(), materialize: async (request, names, target) => lie(await base.materialize(request, names, target)) };
     const { executor } = executorOver(source);
     t.deepEqual(await executor.execute(request('s1', `lie-${i}`, 'SELECT * FROM people')), { status: 'FAILED', code: 'INTERNAL' }, String(i));
   }
@@ -249,4 +249,40 @@ test('file inputs: an executor removes context directories left by workers that 
   await executor.close();
   t.deepEqual(readdirSync(root).sort(), ['cleanroom-ctx-1-init', `cleanroom-ctx-${process.pid}-mine`, 'unrelated'].sort());
   t.deepEqual(executor.status().inputDirectory, { path: root, tmpfs: false });
+});
+
+/** Announces each file as it is written and waits until the context has loaded (deleted) it before writing the next. */
+class AnnouncingInputs extends StaticInputs {
+  readonly loadedBeforeNextWritten: boolean[] = [];
+
+  override async materialize(req: ExecuteRequest, names: readonly string[], target: InputTarget, ready?: (file: FileInput) => void): Promise<FileInput[]> {
+    const files: FileInput[] = [];
+    for (const name of names) {
+      const [file] = await super.materialize(req, [name], target);
+      files.push(file!);
+      ready?.(file!);
+      // The executor loads an announced file while the source goes on; the context deletes it once loaded.
+      const deadline = Date.now() + 10_000;
+      while (existsSync(file!.file) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+      this.loadedBeforeNextWritten.push(!existsSync(file!.file));
+    }
+    return files;
+  }
+}
+
+test('file inputs: an input the source announces is loaded while the next one is written', async (t) => {
+  const inputs = new AnnouncingInputs({ people: PEOPLE, orders: ORDERS, tiers: TIERS });
+  const { executor, sink } = executorOver(inputs);
+  const sql = 'SELECT p.name, count(o.id) AS orders, max(t.tier) AS tier FROM people p LEFT JOIN orders o ON o.person_id = p.id LEFT JOIN tiers t ON t.person_id = p.id GROUP BY p.name ORDER BY p.name';
+  t.like(await executor.execute(request('s1', 'announced', sql)), { status: 'SUCCEEDED' });
+  t.deepEqual(inputs.loadedBeforeNextWritten, [true, true, true]);
+  t.deepEqual(sink.read('s1', 'announced')?.rows, [['Ada, A.', '2', 'gold'], ['Bo', '1', 'silver'], ['Cy', '0', null]]);
+});
+
+test('file inputs: an announced input that fails to load ends the query with its own code, and no directory is left', async (t) => {
+  const bad = csv('a\n1\n2\n', [{ name: 'a', type: 'INTEGER' }], 3);
+  const inputs = new AnnouncingInputs({ t: bad, people: PEOPLE });
+  const { executor } = executorOver(inputs);
+  t.deepEqual(await executor.execute(request('s1', 'announced-bad', 'SELECT count(*) FROM t, people')), { status: 'FAILED', code: 'DATASET_ROW_COUNT_MISMATCH' });
+  t.false(existsSync(inputs.targets[0]!.directory));
 });
