@@ -18,6 +18,8 @@ export interface DataStack {
   workerUrl: string;
   /** Where ciphertext lives, shared by both. */
   objectsDir: string;
+  /** The whole embedded stack's state: the SQLite store, the worker's key ring (`worker/key-ring.json`), ... */
+  dataDir: string;
   /** What the worker wrote on stderr (printed with DEBUG_STACK=1). */
   workerLog(): string;
   close(): Promise<void>;
@@ -72,7 +74,7 @@ export async function startDataStack(): Promise<DataStack> {
     }
     await new Promise((done) => setTimeout(done, 100));
   }
-  return { api, apiUrl: api.apiUrl, workerUrl, objectsDir: api.objectsDir, workerLog: () => log, close };
+  return { api, apiUrl: api.apiUrl, workerUrl, objectsDir: api.objectsDir, dataDir, workerLog: () => log, close };
 }
 
 function freePort(): Promise<number> {
