@@ -35,9 +35,9 @@ export const QueryEventSchema = v.strictObject({
   event: v.picklist(['RUNNING', 'SUCCEEDED', 'FAILED']),
   at: v.pipe(v.string(), v.isoTimestamp()),
   error_code: v.optional(v.pipe(v.string(), v.regex(/^[A-Z_]{1,64}$/))),
+  /** Coarse figures only: no row count, which belongs inside the sealed result (DESIGN section 2). */
   stats: v.optional(
     v.strictObject({
-      rows: v.pipe(v.number(), v.integer(), v.minValue(0)),
       bytes: v.pipe(v.number(), v.integer(), v.minValue(0)),
       elapsed_ms: v.pipe(v.number(), v.minValue(0)),
     }),

@@ -58,7 +58,7 @@ export async function runTask(payload: TaskPayload, signal: AbortSignal, executo
           ...base,
           event: 'SUCCEEDED',
           at,
-          stats: { rows: outcome.result.rows, bytes: outcome.result.bytes, elapsed_ms: Math.round(outcome.result.elapsedMs) },
+          stats: { bytes: outcome.result.bytes, elapsed_ms: Math.round(outcome.result.elapsedMs) },
           result_ref: outcome.result.ref,
         })
       : await reporter.report({ ...base, event: 'FAILED', at, error_code: outcome.code });

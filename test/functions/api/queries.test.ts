@@ -311,7 +311,10 @@ test('events: RUNNING then SUCCEEDED; GET shows timings, coarse stats without th
   const { sid, qid, taskId } = await queuedQuery(api);
   const running = await report(api, qid, event(sid, qid, taskId, 'RUNNING'));
   t.deepEqual(running.body, { query_id: qid, status: 'RUNNING', applied: true });
-  const done = await report(api, qid, event(sid, qid, taskId, 'SUCCEEDED', { stats: { rows: 4242, bytes: 1024, elapsed_ms: 1234.5 }, result_ref: 'results/abc' }));
+  // A row count has no place in an event: the control plane must not learn it (DESIGN section 2).
+  const counted = await report(api, qid, event(sid, qid, taskId, 'SUCCEEDED', { stats: { rows: 4242, bytes: 1024, elapsed_ms: 1234.5 }, result_ref: 'results/abc' }));
+  t.is(counted.status, 400);
+  const done = await report(api, qid, event(sid, qid, taskId, 'SUCCEEDED', { stats: { bytes: 1024, elapsed_ms: 1234.5 }, result_ref: 'results/abc' }));
   t.deepEqual(done.body, { query_id: qid, status: 'SUCCEEDED', applied: true });
   const view = (await api.call('GET', `/api/tee/sessions/${sid}/queries/${qid}`, { as: BOB })).body;
   t.like(view, { status: 'SUCCEEDED', error_code: null, result_ref: 'results/abc' });
@@ -694,6 +697,11 @@ test('no response or audit entry carries a row count, a task, a task id or engin
     await call('POST', `/internal/v1/queries/${q.id}/events`, {
       as: WORKER,
       body: event(sid, q.id, stored.task_id!, 'SUCCEEDED', { stats: { rows: 987654, bytes: 10, elapsed_ms: 3 }, result_ref: 'r/1' }),
+    });
+    // Refused (a row count has no place in an event), and not echoed; the proper event follows.
+    await call('POST', `/internal/v1/queries/${q.id}/events`, {
+      as: WORKER,
+      body: event(sid, q.id, stored.task_id!, 'SUCCEEDED', { stats: { bytes: 10, elapsed_ms: 3 }, result_ref: 'r/1' }),
     });
     await call('GET', `/api/tee/sessions/${sid}/queries/${q.id}`, { as: OWNER });
     await call('GET', `/api/tee/sessions/${sid}/queries`, { as: BOB });
