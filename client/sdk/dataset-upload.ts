@@ -52,6 +52,19 @@ export interface UploadDatasetOptions {
   newId?: () => string;
   /** Aborts the upload. */
   signal?: AbortSignal;
+  /**
+   * How the ciphertext is sent: `stream` (a streamed request body; Node) or `blob` (encrypted into
+   * a Blob first, which browsers keep on disk when large, then sent whole). Default: `blob` in a
+   * browser, since Chromium streams request bodies only over HTTP/2 and refuses them otherwise;
+   * `stream` elsewhere.
+   */
+  uploadBody?: 'stream' | 'blob';
+}
+
+/** True in a browser window or worker, where streamed request bodies cannot be relied on. */
+function inBrowser(): boolean {
+  const scope = globalThis as { document?: unknown; importScripts?: unknown };
+  return scope.document !== undefined || typeof scope.importScripts === 'function';
 }
 
 /** What was uploaded and registered. */
@@ -108,7 +121,9 @@ export async function uploadDataset(options: UploadDatasetOptions): Promise<Uplo
       ...(options.aead !== undefined ? { aead: options.aead } : {}),
     });
     const measured = measure(ciphertext, (options.hasher ?? createSha256)());
-    await put(ticket, measured.stream, options.fetch ?? ((input, init) => fetch(input, init)), measured.failure, options.signal);
+    const asBlob = (options.uploadBody ?? (inBrowser() ? 'blob' : 'stream')) === 'blob';
+    const body = asBlob ? await new Response(measured.stream).blob() : measured.stream;
+    await put(ticket, body, options.fetch ?? ((input, init) => fetch(input, init)), measured.failure, options.signal);
     if (measured.bytes() !== ciphertextBytes) {
       throw new TypeError(`encrypted ${measured.bytes()} bytes, expected ${ciphertextBytes}`);
     }
@@ -170,7 +185,7 @@ function measure(source: ReadableStream<Uint8Array>, hash: Sha256) {
 /** PUTs the stream to the signed URL; the source's own error wins over fetch's wrapper of it. */
 async function put(
   ticket: UploadTicketView,
-  body: ReadableStream<Uint8Array>,
+  body: ReadableStream<Uint8Array> | Blob,
   fetchFn: FetchLike,
   failure: () => unknown,
   signal: AbortSignal | undefined,
@@ -178,7 +193,7 @@ async function put(
   let response: Response;
   try {
     // `duplex: 'half'` is how fetch sends a streamed request body (not yet in the DOM typings).
-    const init = { method: 'PUT', headers: ticket.headers, body, duplex: 'half', redirect: 'manual', ...(signal ? { signal } : {}) };
+    const init = { method: 'PUT', headers: ticket.headers, body, ...(body instanceof Blob ? {} : { duplex: 'half' }), redirect: 'manual', ...(signal ? { signal } : {}) };
     response = await fetchFn(ticket.url, init as RequestInit);
   } catch (error) {
     const cause = failure();
