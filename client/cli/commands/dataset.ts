@@ -8,6 +8,7 @@ import { ATTESTATION_HELP, ATTESTATION_OPTIONS, attestationChoice, explainRefusa
 import { JSON_OPTION, oneOf, parseCommandArgs, required, type Command } from '../command.ts';
 import { CliError, UsageError } from '../errors.ts';
 import { openFileStream, regularFileSize } from '../files.ts';
+import { streamingPut } from '../streaming-put.ts';
 import { currentCredentials } from '../identity.ts';
 import { nodeAead, nodeSha256 } from '../node-crypto.ts';
 import { printJson, safe } from '../output.ts';
@@ -76,7 +77,9 @@ export const datasetUpload: Command = {
       ownerEmail: credentials.email,
       aead: nodeAead,
       hasher: nodeSha256,
-      fetch: ctx.fetch,
+      // The ciphertext streams at the socket's pace (bounded memory, whatever the file's size).
+      fetch: streamingPut(ctx.fetch),
+      uploadBody: 'stream',
     });
     if (values.json) {
       printJson(ctx.io, dataset);
