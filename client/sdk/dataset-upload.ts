@@ -44,7 +44,12 @@ export interface UploadDatasetOptions {
   aead?: ChunkAead;
   /** Default the pure TypeScript SHA-256; Node callers pass a faster one. */
   hasher?: () => Sha256;
-  /** For the upload URL (not the API). Defaults to the global `fetch`. */
+  /**
+   * For the upload URL (not the API). Defaults to the global `fetch`.
+   * In Node, Node's own fetch was measured holding a streamed body's whole ciphertext (peak RSS
+   * 899 MiB for a 512 MiB file): pass one that sends at the socket's pace, as the CLI does
+   * (`client/cli/streaming-put.ts`).
+   */
   fetch?: FetchLike;
   /** Plaintext bytes per record (default 1 MiB). */
   chunkBytes?: number;
