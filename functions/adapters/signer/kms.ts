@@ -51,7 +51,7 @@ export class KmsSigner implements TaskSigner {
 
   /** Fetches the public key (checksum verified) to derive `kid`, the key's JWK thumbprint. */
   static async create(options: KmsSignerOptions): Promise<KmsSigner> {
-    const resolved = { timeoutMs: 10_000, maxAttempts: 3, ...options, client: options.client ?? new KeyManagementServiceClient() };
+    const resolved = { timeoutMs: 10_000, maxAttempts: 3, ...options, client: options.client ?? (await defaultClient()) };
     const [key] = await kmsCall(() => resolved.client.getPublicKey({ name: resolved.keyVersionName }, { timeout: resolved.timeoutMs }));
     const pem = key.pem ?? '';
     if (key.pemCrc32c?.value != null && crc32c(new TextEncoder().encode(pem)) !== Number(key.pemCrc32c.value)) {
@@ -86,6 +86,22 @@ export class KmsSigner implements TaskSigner {
 }
 
 /** Runs one SDK call, translating its failures: outages are retryable, the rest is a bug in config. */
+/**
+ * A `KeyManagementServiceClient` on application default credentials, resolved here first: left
+ * to the SDK, missing credentials surface as an unhandled rejection inside it, which ends the
+ * process (the worker's `KmsKeyService` does the same).
+ */
+async function defaultClient(): Promise<KmsSigningClient> {
+  const { GoogleAuth } = await import('google-auth-library');
+  const auth = new GoogleAuth({ scopes: ['https://www.googleapis.com/auth/cloud-platform'] });
+  try {
+    await auth.getClient();
+  } catch (error) {
+    throw unavailable('no credentials for the key service', error);
+  }
+  return new KeyManagementServiceClient({ auth }) as unknown as KmsSigningClient;
+}
+
 async function kmsCall<T>(body: () => Promise<T>): Promise<T> {
   try {
     return await body();
