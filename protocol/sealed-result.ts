@@ -200,7 +200,13 @@ export async function sealResult(options: SealResultOptions): Promise<SealedResu
 }
 
 /** Checks the attestation token that binds a receipt's identity key, at the receipt's time. */
-export type VerifyIdentity = (attestationToken: string, identityJwk: JWK, at: Date) => Promise<void>;
+export type VerifyIdentity = (attestationToken: string, identityJwk: JWK, at: Date) => Promise<VerifiedIdentity | void>;
+
+/** What a verified identity attestation established; the receipt must name the same image. */
+export interface VerifiedIdentity {
+  /** `submods.container.image_digest` of the verified token, when it has one. */
+  imageDigest?: string;
+}
 
 /** Options of {@link openSealedResult}. */
 export interface OpenSealedResultOptions {
@@ -317,7 +323,7 @@ export async function openSealedResult(options: OpenSealedResultOptions): Promis
   // An `iat` outside Date's range would make the attestation's age checks compare with NaN.
   const at = new Date(typeof unverifiedIat === 'number' && Number.isSafeInteger(unverifiedIat) ? unverifiedIat * 1000 : Number.NaN);
   if (Number.isNaN(at.getTime())) receiptInvalid('the receipt has no valid iat');
-  await options.verifyIdentity(sealed.attestation, sealed.identity_jwk, at);
+  const attested = await options.verifyIdentity(sealed.attestation, sealed.identity_jwk, at);
 
   // 4. The receipt, by that identity key only.
   const identityMembers = ecMembers(sealed.identity_jwk);
@@ -347,6 +353,8 @@ export async function openSealedResult(options: OpenSealedResultOptions): Promis
   if (!receiptParsed.success) receiptInvalid('the receipt payload is malformed');
   const receipt = receiptParsed.output;
   if (receipt.session_id !== expect.sessionId || receipt.query_id !== expect.queryId) receiptInvalid('the receipt is for another query');
+  // The image the receipt names must be the one the hardware attested, not a claim of the signer.
+  if (attested?.imageDigest !== undefined && receipt.image_digest !== attested.imageDigest) receiptInvalid('the receipt names another image than the attested one');
 
   // 5. Decrypt.
   let padded: Uint8Array;
@@ -388,7 +396,7 @@ export interface ReceiptIdentityVerifierOptions {
  */
 export function receiptIdentityVerifier(options: ReceiptIdentityVerifierOptions): VerifyIdentity {
   return async (attestationToken, identityJwk, at) => {
-    await verifyAttestation(attestationToken, {
+    const verified = await verifyAttestation(attestationToken, {
       nonce: RECEIPT_NONCE,
       identityJwk,
       policy: options.policy,
@@ -397,5 +405,7 @@ export function receiptIdentityVerifier(options: ReceiptIdentityVerifierOptions)
       ...(options.keys !== undefined ? { keys: options.keys } : {}),
       ...(options.devKeys !== undefined ? { devKeys: options.devKeys } : {}),
     });
+    const digest = verified.claims.submods?.container?.image_digest;
+    return digest === undefined ? {} : { imageDigest: digest };
   };
 }

@@ -45,7 +45,7 @@ export async function getResult(options: GetResultOptions): Promise<VerifiedResu
     expect: { sessionId: options.sessionId, queryId: options.queryId },
     verifyIdentity: async (token, identityJwk, at) => {
       chosen = policyForToken(token, options.attestation);
-      await receiptIdentityVerifier({ policy: chosen.policy, keyCache })(token, identityJwk, at);
+      return receiptIdentityVerifier({ policy: chosen.policy, keyCache })(token, identityJwk, at);
     },
   });
   // openSealedResult calls verifyIdentity before it returns anything.

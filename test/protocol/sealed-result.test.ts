@@ -406,3 +406,10 @@ test('sealResult: no recipients or a duplicate email is a TypeError', async (t) 
   await t.throwsAsync(seal({ queryId: 'not-a-uuid' }), { instanceOf: TypeError });
   await t.throwsAsync(seal({ inputs: [{ dataset_id: INPUT_A.dataset_id, ciphertext_sha256: 'nothex' }] }), { instanceOf: TypeError });
 });
+
+test('openSealedResult: a receipt naming another image than the attested one is refused with RESULT_RECEIPT_INVALID', async (t) => {
+  const otherImage = await seal({ imageDigest: `sha256:${'9'.repeat(64)}` });
+  t.is(await refusal(open(otherImage)), 'RESULT_RECEIPT_INVALID');
+  // Control: the attested image opens.
+  t.deepEqual((await open(await seal())).rows, RESULT.rows);
+});
