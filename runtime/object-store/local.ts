@@ -96,6 +96,33 @@ export class LocalObjectStore implements ObjectStore {
     return removeTree(this.#path(prefix.slice(0, -1)));
   }
 
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    if (typeof prefix !== 'string' || !prefix.endsWith('/')) throw new TypeError('a prefix must end with /');
+    const dir = prefix.slice(0, -1);
+    this.#path(dir);
+    const infos: ObjectInfo[] = [];
+    for (const key of await objectKeysUnder(this.#root, dir)) {
+      // Deleted since the directory was read: not listed.
+      const info = await this.stat(key);
+      if (info !== null) infos.push(info);
+    }
+    return infos.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async delete(key: string): Promise<boolean> {
+    const path = this.#path(key);
+    try {
+      // Emptied directories stay: removing them could race a createOnly that just made them.
+      await unlink(path);
+      return true;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // A directory is not an object (EISDIR on Linux, EPERM on macOS).
+      if (isMissing(error) || code === 'EISDIR' || code === 'EPERM') return false;
+      throw error;
+    }
+  }
+
   #path(key: string): string {
     assertLocalKey(key);
     return join(this.#root, ...key.split('/'));
@@ -137,6 +164,25 @@ async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
   for (let offset = 0; offset < bytes.byteLength; ) {
     offset += (await handle.write(bytes, offset, bytes.byteLength - offset)).bytesWritten;
   }
+}
+
+/** The keys of the object files under `dir` (a key), at any depth; temporary and hidden files are not objects. */
+async function objectKeysUnder(root: string, dir: string): Promise<string[]> {
+  let entries;
+  try {
+    entries = await readdir(join(root, ...dir.split('/')), { withFileTypes: true });
+  } catch (error) {
+    if (isMissing(error)) return [];
+    throw error;
+  }
+  const keys: string[] = [];
+  for (const entry of entries) {
+    if (entry.name.startsWith('.')) continue;
+    const key = `${dir}/${entry.name}`;
+    if (entry.isDirectory()) keys.push(...(await objectKeysUnder(root, key)));
+    else if (entry.isFile()) keys.push(key);
+  }
+  return keys;
 }
 
 /** Unlinks every object file under `dir` (counted), then the directories that are left empty. */

@@ -29,6 +29,13 @@ export interface ObjectStore {
    * Objects are never versioned, so a deleted object is gone (crypto-shredding, invariant 3).
    */
   deletePrefix(prefix: string): Promise<number>;
+  /**
+   * Every object whose key starts with `prefix` (which must end in `/`), nested ones included,
+   * sorted by key. Not a snapshot: objects written or deleted meanwhile may or may not appear.
+   */
+  list(prefix: string): Promise<ObjectInfo[]>;
+  /** Deletes one object; false when it did not exist. Never versioned, like `deletePrefix`. */
+  delete(key: string): Promise<boolean>;
 }
 
 /** An upload URL the client sends ciphertext to without going through the API (DESIGN section 3). */
