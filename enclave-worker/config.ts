@@ -46,6 +46,13 @@ const EnvSchema = v.object({
   KMS_KEY_NAME: v.optional(v.pipe(v.string(), v.regex(KMS_KEY, 'must be projects/P/locations/L/keyRings/R/cryptoKeys/K'))),
   /** The embedded stack's key ring file (default `<worker data dir>/key-ring.json`). WARNING: a plain file; local only. */
   KEY_RING_FILE: v.optional(v.pipe(v.string(), v.minLength(1))),
+  /**
+   * Hours between session key rotations (default 24, at most 168): rewrap every live session key
+   * under the key service's current version and, with the local key ring, destroy older versions.
+   * It bounds how long a closed session's key survives in backups (`keys/rotation.ts`).
+   * WARNING: 0 disables rotation, and with it that bound.
+   */
+  SESSION_KEY_ROTATION_HOURS: v.optional(v.pipe(v.string(), v.regex(/^\d{1,3}$/, 'must be a whole number of hours'), v.transform(Number), v.maxValue(168)), '24'),
 });
 
 /** Where ciphertext lives: a Cloud Storage bucket, or a directory in the embedded stack. */
@@ -107,5 +114,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined>) {
     plaintextFixturesDir: e.WORKER_PLAINTEXT_FIXTURES_DIR ? resolve(e.WORKER_PLAINTEXT_FIXTURES_DIR) : undefined,
     objectStore,
     keyService,
+    /** Milliseconds between session key rotations; 0 when disabled. */
+    sessionKeyRotationMs: e.SESSION_KEY_ROTATION_HOURS * 3600 * 1000,
   };
 }

@@ -28,6 +28,7 @@ import { runTask } from './intake/run-task.ts';
 import { KmsKeyService } from './keys/kms.ts';
 import { LocalKeyRing } from './keys/local-key-ring.ts';
 import type { KeyService } from './keys/port.ts';
+import { rotateSessionKeys, scheduleRotation } from './keys/rotation.ts';
 import { SessionKeyManager } from './keys/session-keys.ts';
 import { controlPlaneReporter } from './report/control-plane.ts';
 import { cachedTokenSource, devIdpToken, metadataServerToken } from './report/token-source.ts';
@@ -77,6 +78,14 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
   const objects = objectStoreOf(config.objectStore);
   const keyService = keyServiceOf(config.keyService);
   const sessionKeys = new SessionKeyManager({ objects, keys: keyService, identity });
+  const rotation =
+    config.sessionKeyRotationMs > 0
+      ? scheduleRotation(
+          config.sessionKeyRotationMs,
+          () => rotateSessionKeys({ manager: sessionKeys, ...(keyService instanceof LocalKeyRing ? { ring: keyService } : {}), log }),
+          log,
+        )
+      : null;
 
   const pool = new ExecutorPool({ maxConcurrent: config.executorSlots, maxQueued: config.executorSlots * 16 });
   const inputs = config.plaintextFixturesDir
@@ -163,6 +172,7 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
       // Kinds only: never a key name, a bucket path or a key.
       key_service: { kind: config.keyService.kind },
       object_store: { kind: config.objectStore.kind },
+      session_key_rotation: { every_hours: config.sessionKeyRotationMs / 3_600_000, last: rotationStatus() },
       memory: { rss: process.memoryUsage().rss, free: freemem(), total: totalmem() },
       cpu: { cores: cpus().length, loadavg: loadavg(), process_usage_us: process.cpuUsage() },
     }),
@@ -173,10 +183,18 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
   });
   handle = app;
 
+  /** Counts and codes only: no session ids. */
+  function rotationStatus(): Record<string, unknown> | null {
+    const last = rotation?.last() ?? null;
+    if (last === null || 'error' in last) return last;
+    return { at: last.at, ok: last.ok, rewrapped: last.rewrapped, failed: last.failed, unreadable: last.unreadable, destroyed_versions: last.destroyedVersions };
+  }
+
   return {
     url,
     executor,
     async close() {
+      rotation?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

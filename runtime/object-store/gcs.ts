@@ -43,7 +43,7 @@ export interface GcsObjectStoreOptions {
 const Digits = v.pipe(v.string(), v.regex(/^\d{1,20}$/));
 const ObjectResourceSchema = v.object({ name: v.string(), size: Digits, generation: Digits, crc32c: v.optional(v.string()) });
 const ListPageSchema = v.object({
-  items: v.optional(v.array(v.object({ name: v.string(), generation: Digits }))),
+  items: v.optional(v.array(v.object({ name: v.string(), size: v.optional(Digits), generation: Digits }))),
   nextPageToken: v.optional(v.string()),
 });
 
@@ -51,9 +51,10 @@ const ListPageSchema = v.object({
  * The object store on Cloud Storage's JSON API. `createOnly` is a media upload with
  * `ifGenerationMatch=0` (412 is `OBJECT_EXISTS`), streamed and counted on the way: past
  * `maxBytes` the upload is aborted, so Cloud Storage never finalizes an object. The stored size
- * and CRC32C are checked against what was sent. `read` streams `alt=media`; `deletePrefix` lists
- * and deletes each object at the generation it listed. 429, 5xx, timeouts and network failures
- * are `OBJECT_STORE_UNAVAILABLE` with `retryAfter`.
+ * and CRC32C are checked against what was sent. `read` streams `alt=media`; `list` pages through
+ * the prefix; `deletePrefix` lists and deletes each object at the generation it listed; `delete`
+ * deletes one object (404 is false). 429, 5xx, timeouts and network failures are
+ * `OBJECT_STORE_UNAVAILABLE` with `retryAfter`.
  */
 export class GcsObjectStore implements ObjectStore {
   readonly #bucket: string;
@@ -162,13 +163,39 @@ export class GcsObjectStore implements ObjectStore {
   }
 
   async deletePrefix(prefix: string): Promise<number> {
-    if (typeof prefix !== 'string' || !prefix.endsWith('/') || !OBJECT_KEY.test(prefix.slice(0, -1))) {
-      throw new TypeError('a prefix must be an object key followed by /');
-    }
+    checkPrefix(prefix);
     let removed = 0;
+    for await (const items of this.#pages(prefix)) {
+      for (const item of items) {
+        if (await this.#deleteAt(item.name, item.generation)) removed++;
+      }
+    }
+    return removed;
+  }
+
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    checkPrefix(prefix);
+    const infos: ObjectInfo[] = [];
+    for await (const items of this.#pages(prefix)) {
+      for (const item of items) {
+        if (item.size === undefined) throw new CleanroomError('INTERNAL', 'Cloud Storage answered in an unexpected shape');
+        infos.push({ key: item.name, size: Number(item.size), generation: item.generation });
+      }
+    }
+    // Cloud Storage lists in this order already; the contract does not rest on that.
+    return infos.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async delete(key: string): Promise<boolean> {
+    checkKey(key);
+    return this.#deleteAt(key);
+  }
+
+  /** The objects under `prefix`, a page at a time (each page fetched when the last is done with). */
+  async *#pages(prefix: string): AsyncGenerator<Array<{ name: string; size?: string; generation: string }>> {
     let pageToken: string | undefined;
     do {
-      const query = new URLSearchParams({ prefix, fields: 'items(name,generation),nextPageToken', maxResults: '1000' });
+      const query = new URLSearchParams({ prefix, fields: 'items(name,size,generation),nextPageToken', maxResults: '1000' });
       if (pageToken) query.set('pageToken', pageToken);
       const deadline = new Deadline(this.#timeoutMs);
       let page: v.InferOutput<typeof ListPageSchema>;
@@ -179,19 +206,20 @@ export class GcsObjectStore implements ObjectStore {
       } finally {
         deadline.disarm();
       }
-      for (const item of page.items ?? []) {
-        if (item.name.startsWith(prefix) && (await this.#deleteAt(item.name, item.generation))) removed++;
-      }
+      yield (page.items ?? []).filter((item) => item.name.startsWith(prefix));
       pageToken = page.nextPageToken;
     } while (pageToken);
-    return removed;
   }
 
-  /** Deletes the object at the generation seen; false when it is already gone or was replaced. */
-  async #deleteAt(key: string, generation: string): Promise<boolean> {
+  /**
+   * Deletes the object, only at `generation` when given; false when it is already gone or (with
+   * a generation) was replaced.
+   */
+  async #deleteAt(key: string, generation?: string): Promise<boolean> {
     const deadline = new Deadline(this.#timeoutMs);
     try {
-      const response = await this.#send(`${this.#objectUrl(key)}?ifGenerationMatch=${generation}`, { method: 'DELETE' }, deadline);
+      const query = generation === undefined ? '' : `?ifGenerationMatch=${generation}`;
+      const response = await this.#send(`${this.#objectUrl(key)}${query}`, { method: 'DELETE' }, deadline);
       if (response.status === 404 || response.status === 412) {
         await discard(response);
         return false;
@@ -475,6 +503,12 @@ function rfc3986(value: string): string {
 function checkBucket(bucket: string): string {
   if (typeof bucket !== 'string' || !BUCKET.test(bucket)) throw new TypeError('not a Cloud Storage bucket name');
   return bucket;
+}
+
+function checkPrefix(prefix: string): void {
+  if (typeof prefix !== 'string' || !prefix.endsWith('/') || !OBJECT_KEY.test(prefix.slice(0, -1))) {
+    throw new TypeError('a prefix must be an object key followed by /');
+  }
 }
 
 function checkKey(key: string): void {

@@ -117,8 +117,9 @@ export class LocalObjectStore implements ObjectStore {
       return true;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      // A directory is not an object (EISDIR on Linux, EPERM on macOS).
-      if (isMissing(error) || code === 'EISDIR' || code === 'EPERM') return false;
+      if (isMissing(error)) return false;
+      // A directory is not an object (EISDIR on Linux, EPERM on macOS); a refused file is a failure.
+      if ((code === 'EISDIR' || code === 'EPERM') && (await this.stat(key)) === null) return false;
       throw error;
     }
   }
@@ -179,6 +180,8 @@ async function objectKeysUnder(root: string, dir: string): Promise<string[]> {
   for (const entry of entries) {
     if (entry.name.startsWith('.')) continue;
     const key = `${dir}/${entry.name}`;
+    // A file no key could name (put there by hand) is not an object of this store.
+    if (!OBJECT_KEY.test(key)) continue;
     if (entry.isDirectory()) keys.push(...(await objectKeysUnder(root, key)));
     else if (entry.isFile()) keys.push(key);
   }

@@ -48,3 +48,12 @@ test('config: TEST-ONLY plaintext fixtures stay available to the local worker', 
   t.is(loadWorkerConfig({}).plaintextFixturesDir, undefined);
   t.is(loadWorkerConfig({}).objectStore.kind, 'local');
 });
+
+test('worker config: session keys rotate every 24 hours by default; 0 disables; past a week is refused', (t) => {
+  t.is(loadWorkerConfig({}).sessionKeyRotationMs, 24 * 3600 * 1000);
+  t.is(loadWorkerConfig({ SESSION_KEY_ROTATION_HOURS: '6' }).sessionKeyRotationMs, 6 * 3600 * 1000);
+  t.is(loadWorkerConfig({ SESSION_KEY_ROTATION_HOURS: '0' }).sessionKeyRotationMs, 0);
+  for (const bad of ['169', '-1', '1.5', 'daily']) {
+    t.throws(() => loadWorkerConfig({ SESSION_KEY_ROTATION_HOURS: bad }), { message: /SESSION_KEY_ROTATION_HOURS/ }, bad);
+  }
+});

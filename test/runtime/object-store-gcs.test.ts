@@ -66,7 +66,7 @@ function fakeGcs() {
       const names = [...objects.keys()].filter((name) => name.startsWith(prefix) && name > after).sort();
       const page = names.slice(0, 2);
       return json({
-        items: page.length ? page.map((name) => ({ name, generation: objects.get(name)!.generation })) : undefined,
+        items: page.length ? page.map((name) => ({ name, size: String(objects.get(name)!.bytes.byteLength), generation: objects.get(name)!.generation })) : undefined,
         nextPageToken: names.length > 2 ? page.at(-1) : undefined,
       });
     }
@@ -201,6 +201,8 @@ for (const [name, fault, retryAfter] of outages) {
       ['read', () => store.read('datasets/s1/x')],
       ['stat', () => store.stat('datasets/s1/x')],
       ['deletePrefix', () => store.deletePrefix('datasets/s1/')],
+      ['list', () => store.list('datasets/s1/')],
+      ['delete', () => store.delete('datasets/s1/x')],
     ];
     for (const [operation, call] of operations) {
       gcs.faults.push(fault);

@@ -25,6 +25,8 @@ objectStoreContract('local object store, two instances on one directory', async 
       read: (...args) => pick().read(...args),
       stat: (...args) => pick().stat(...args),
       deletePrefix: (...args) => pick().deletePrefix(...args),
+      list: (...args) => pick().list(...args),
+      delete: (...args) => pick().delete(...args),
     },
     teardown: async () => {},
   };

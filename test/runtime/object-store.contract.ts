@@ -180,13 +180,51 @@ export function objectStoreContract(name: string, setup: () => Promise<ObjectSto
     for (const key of keys) t.is(await store.stat(key), null);
   });
 
+  withStore('list returns every object under the prefix, nested too, sorted by key, with stat\'s size and generation', async (t, store, prefix) => {
+    const inside = [`${prefix}s1/b.crds`, `${prefix}s1/nested/c.json`, `${prefix}s1/a.crds`, `${prefix}s1/epoch-10.json`, `${prefix}s1/epoch-9.json`];
+    const outside = [`${prefix}s10/a.crds`, `${prefix}s1.crds`, `${prefix}s2/a.crds`];
+    for (const key of [...inside, ...outside]) await store.createOnly(key, new TextEncoder().encode(key));
+    const listed = await store.list(`${prefix}s1/`);
+    t.deepEqual(
+      listed.map((info) => info.key),
+      [...inside].sort((a, b) => (a < b ? -1 : 1)),
+    );
+    for (const info of listed) t.deepEqual(await store.stat(info.key), info, info.key);
+    t.deepEqual(await store.list(`${prefix}never/`), []);
+    t.is((await store.list(prefix)).length, inside.length + outside.length);
+  });
+
+  withStore('list of many objects returns them all (pagination)', async (t, store, prefix) => {
+    const keys = Array.from({ length: 7 }, (_, i) => `${prefix}many/${i}.bin`);
+    await Promise.all(keys.map((key) => store.createOnly(key, new Uint8Array([1, 2, 3]))));
+    t.deepEqual((await store.list(`${prefix}many/`)).map((info) => info.key), keys);
+  });
+
+  withStore('delete removes one object and is false when there was none; the key can be written again', async (t, store, prefix) => {
+    const key = `${prefix}s1/epoch-1.json`;
+    const sibling = `${prefix}s1/epoch-2.json`;
+    await store.createOnly(key, new Uint8Array([1]));
+    await store.createOnly(sibling, new Uint8Array([2]));
+    t.true(await store.delete(key));
+    t.is(await store.stat(key), null);
+    t.is(await store.read(key), null);
+    t.false(await store.delete(key));
+    t.false(await store.delete(`${prefix}never`));
+    t.is((await store.stat(sibling))?.size, 1);
+    t.deepEqual((await store.list(`${prefix}s1/`)).map((info) => info.key), [sibling]);
+    t.is((await store.createOnly(key, new Uint8Array([3, 4]))).size, 2);
+  });
+
   withStore('misuse is a TypeError: keys outside the layout, a prefix without a slash', async (t, store, prefix) => {
     for (const key of ['../escape', '/absolute', `${prefix}a/../b`, `${prefix}sp ace`, '', `${prefix}${'x'.repeat(600)}`]) {
       await t.throwsAsync(store.createOnly(key, new Uint8Array([1])), { instanceOf: TypeError }, key);
       await t.throwsAsync(store.read(key), { instanceOf: TypeError }, key);
       await t.throwsAsync(store.stat(key), { instanceOf: TypeError }, key);
+      await t.throwsAsync(store.delete(key), { instanceOf: TypeError }, key);
     }
     await t.throwsAsync(store.deletePrefix(`${prefix}s1`), { instanceOf: TypeError });
     await t.throwsAsync(store.deletePrefix('/'), { instanceOf: TypeError });
+    await t.throwsAsync(store.list(`${prefix}s1`), { instanceOf: TypeError });
+    await t.throwsAsync(store.list('/'), { instanceOf: TypeError });
   });
 }

@@ -71,6 +71,8 @@ test('session keys: 10 workers racing on one store make one key, and each uses i
     read: (key) => store.read(key),
     stat: (key) => store.stat(key),
     deletePrefix: (prefix) => store.deletePrefix(prefix),
+    list: (prefix) => store.list(prefix),
+    delete: (key) => store.delete(key),
   };
   const got = await Promise.all(Array.from({ length: 10 }, () => manager(p, { objects: counting }).getOrCreate(session)));
   t.is(new Set(got.map((k) => k.thumbprint)).size, 1);
@@ -190,7 +192,7 @@ test('session keys: key service and object store outages pass through with their
   const { thumbprint } = await manager(p).getOrCreate(session);
   t.is(await codeOf(manager(p, { keys: deadKms }).privateKey(session, thumbprint)), 'KEY_SERVICE_UNAVAILABLE');
   const store = new LocalObjectStore(p.objectsDir);
-  const deadStore: ObjectStore = { createOnly: down('OBJECT_STORE_UNAVAILABLE'), read: down('OBJECT_STORE_UNAVAILABLE'), stat: store.stat.bind(store), deletePrefix: store.deletePrefix.bind(store) };
+  const deadStore: ObjectStore = { createOnly: down('OBJECT_STORE_UNAVAILABLE'), read: down('OBJECT_STORE_UNAVAILABLE'), stat: store.stat.bind(store), deletePrefix: store.deletePrefix.bind(store), list: store.list.bind(store), delete: store.delete.bind(store) };
   t.is(await codeOf(manager(p, { objects: deadStore }).getOrCreate(session)), 'OBJECT_STORE_UNAVAILABLE');
 });
 
