@@ -1,30 +1,22 @@
-import { createHash } from 'node:crypto';
 import * as v from 'valibot';
 import { CleanroomError } from '../../protocol/errors.ts';
 import { crc32cExtend } from '../crc32c.ts';
-import { OBJECT_KEY, type ObjectInfo, type ObjectStore, type SignedUpload, type UploadSigner } from './port.ts';
+import type { ObjectInfo, ObjectStore } from './port.ts';
+import { STORAGE, checkBucket, checkKey, checkPrefix, crcBase64, discard, failure, lazyAuth, readJson, tooLarge, unavailable, type GcsRequestAuth, type Lazy } from './gcs-common.ts';
+
+export type { GcsRequestAuth, GcsSigningAuth } from './gcs-common.ts';
+export { GcsUploadSigner, v4SigningParts, type GcsUploadSignerOptions, type V4SigningInput } from './gcs-upload.ts';
 
 // Cloud Storage through its JSON API and V4 signed URLs, with google-auth-library for credentials
 // only: the storage SDK would bring a second HTTP stack for four requests and one signature.
 
-const STORAGE = 'https://storage.googleapis.com';
-const HOST = 'storage.googleapis.com';
-const SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
-const BUCKET = /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
-const SEVEN_DAYS = 7 * 24 * 3600;
-const RETRY_AFTER_SECONDS = 5;
+const Digits = v.pipe(v.string(), v.regex(/^\d{1,20}$/));
+const ObjectResourceSchema = v.object({ name: v.string(), size: Digits, generation: Digits, crc32c: v.optional(v.string()) });
+const ListPageSchema = v.object({
+  items: v.optional(v.array(v.object({ name: v.string(), size: v.optional(Digits), generation: Digits }))),
+  nextPageToken: v.optional(v.string()),
+});
 
-/** What the store needs from google-auth-library; `GoogleAuth` satisfies it. */
-export interface GcsRequestAuth {
-  getRequestHeaders(url?: string | URL): Promise<Headers>;
-}
-
-/** What the signer needs from google-auth-library; `GoogleAuth` satisfies it. */
-export interface GcsSigningAuth extends GcsRequestAuth {
-  /** Signs with the credential's own key, or through IAM `signBlob`; base64 RSA-SHA256. */
-  sign(data: string): Promise<string>;
-  getCredentials(): Promise<{ client_email?: string | null }>;
-}
 
 export interface GcsObjectStoreOptions {
   /**
@@ -39,13 +31,6 @@ export interface GcsObjectStoreOptions {
   /** Longest wait for Cloud Storage to answer, or to take or give the next chunk (default 30 s). */
   timeoutMs?: number;
 }
-
-const Digits = v.pipe(v.string(), v.regex(/^\d{1,20}$/));
-const ObjectResourceSchema = v.object({ name: v.string(), size: Digits, generation: Digits, crc32c: v.optional(v.string()) });
-const ListPageSchema = v.object({
-  items: v.optional(v.array(v.object({ name: v.string(), size: v.optional(Digits), generation: Digits }))),
-  nextPageToken: v.optional(v.string()),
-});
 
 /**
  * The object store on Cloud Storage's JSON API. `createOnly` is a media upload with
@@ -260,138 +245,6 @@ export class GcsObjectStore implements ObjectStore {
   }
 }
 
-export interface GcsUploadSignerOptions {
-  bucket: string;
-  /** Defaults to `GoogleAuth` with application default credentials, loaded on first use. */
-  auth?: GcsSigningAuth;
-  /**
-   * Sign as this service account through IAM `signBlob` (the caller needs
-   * `iam.serviceAccounts.signBlob` on it). Without it the credentials' own account signs, with
-   * its private key when it has one and through `signBlob` otherwise (Cloud Run, GCE).
-   */
-  serviceAccountEmail?: string;
-  fetch?: typeof fetch;
-  now?: () => Date;
-}
-
-/**
- * Create-only upload URLs for Cloud Storage: V4 signed (`GOOG4-RSA-SHA256`) PUT URLs, expiring in
- * at most 7 days, with `host` and `x-goog-if-generation-match: 0` as signed headers, so the
- * object can be written once and a second PUT gets 412. A PUT URL cannot cap the size: the
- * registration checks the stored size against the ticket.
- */
-export class GcsUploadSigner implements UploadSigner {
-  readonly #bucket: string;
-  readonly #auth: Lazy<GcsSigningAuth>;
-  readonly #serviceAccountEmail: string | undefined;
-  readonly #fetch: typeof fetch;
-  readonly #now: () => Date;
-
-  constructor(options: GcsUploadSignerOptions) {
-    this.#bucket = checkBucket(options.bucket);
-    this.#auth = lazyAuth(options.auth);
-    this.#serviceAccountEmail = options.serviceAccountEmail;
-    this.#fetch = options.fetch ?? globalThis.fetch;
-    this.#now = options.now ?? (() => new Date());
-  }
-
-  async signUpload(key: string, options: { expiresInSeconds: number; maxBytes: number }): Promise<SignedUpload> {
-    checkKey(key);
-    const { expiresInSeconds } = options;
-    if (!Number.isInteger(expiresInSeconds) || expiresInSeconds < 1 || expiresInSeconds > SEVEN_DAYS) {
-      throw new TypeError(`expiresInSeconds must be 1 to ${SEVEN_DAYS}`);
-    }
-    const auth = await this.#auth();
-    let email = this.#serviceAccountEmail;
-    if (email === undefined) {
-      try {
-        email = (await auth.getCredentials()).client_email ?? undefined;
-      } catch (error) {
-        throw unavailable('no credentials to sign with', error);
-      }
-      if (!email) throw new TypeError('the credentials name no service account: set serviceAccountEmail');
-    }
-    const now = this.#now();
-    const headers = { 'x-goog-if-generation-match': '0' };
-    const parts = v4SigningParts({ bucket: this.#bucket, key, method: 'PUT', email, now, expiresInSeconds, headers });
-    const signature = this.#serviceAccountEmail === undefined ? await signWith(auth, parts.stringToSign) : await this.#signBlob(auth, email, parts.stringToSign);
-    return {
-      url: `${parts.url}&X-Goog-Signature=${Buffer.from(signature, 'base64').toString('hex')}`,
-      method: 'PUT',
-      headers,
-      expiresAt: new Date(Math.floor(now.getTime() / 1000) * 1000 + expiresInSeconds * 1000),
-    };
-  }
-
-  async #signBlob(auth: GcsSigningAuth, email: string, data: string): Promise<string> {
-    const url = `https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/${encodeURIComponent(email)}:signBlob`;
-    let response: Response;
-    try {
-      const headers = new Headers(await auth.getRequestHeaders(url));
-      headers.set('content-type', 'application/json');
-      response = await this.#fetch(url, {
-        method: 'POST',
-        headers,
-        body: JSON.stringify({ payload: Buffer.from(data).toString('base64') }),
-        signal: AbortSignal.timeout(30_000),
-      });
-    } catch (error) {
-      throw unavailable('IAM signBlob is unreachable', error);
-    }
-    if (!response.ok) throw await failure(response, 'sign the upload URL');
-    return (await readJson(response, v.object({ signedBlob: v.pipe(v.string(), v.base64()) }))).signedBlob;
-  }
-}
-
-/** The inputs of a V4 signature, in the order Cloud Storage rebuilds them. */
-export interface V4SigningInput {
-  bucket: string;
-  key: string;
-  method: 'GET' | 'PUT';
-  /** The signing service account: the `X-Goog-Credential` prefix. */
-  email: string;
-  now: Date;
-  expiresInSeconds: number;
-  /** Extension headers to sign (lowercase `x-goog-*`); `host` is always added. */
-  headers: Record<string, string>;
-}
-
-/**
- * The V4 canonical request, the string to sign, and the URL without `X-Goog-Signature`
- * (Cloud Storage "V4 signing process"): path-style `https://storage.googleapis.com/<bucket>/<key>`,
- * credential scope `<yyyymmdd>/auto/storage/goog4_request`, payload `UNSIGNED-PAYLOAD`.
- */
-export function v4SigningParts(input: V4SigningInput): { canonicalRequest: string; stringToSign: string; url: string } {
-  const iso = input.now.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
-  const scope = `${iso.slice(0, 8)}/auto/storage/goog4_request`;
-  const headers = Object.entries({ ...input.headers, host: HOST })
-    .map(([name, value]) => [name.toLowerCase(), value.trim().replace(/\s+/g, ' ')] as const)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  const signedHeaders = headers.map(([name]) => name).join(';');
-  const query = Object.entries({
-    'X-Goog-Algorithm': 'GOOG4-RSA-SHA256',
-    'X-Goog-Credential': `${input.email}/${scope}`,
-    'X-Goog-Date': iso,
-    'X-Goog-Expires': String(input.expiresInSeconds),
-    'X-Goog-SignedHeaders': signedHeaders,
-  })
-    .map(([name, value]) => `${rfc3986(name)}=${rfc3986(value)}`)
-    .sort()
-    .join('&');
-  const path = `/${input.bucket}/${input.key.split('/').map(rfc3986).join('/')}`;
-  const canonicalRequest = [input.method, path, query, headers.map(([name, value]) => `${name}:${value}\n`).join(''), signedHeaders, 'UNSIGNED-PAYLOAD'].join('\n');
-  const stringToSign = ['GOOG4-RSA-SHA256', iso, scope, createHash('sha256').update(canonicalRequest).digest('hex')].join('\n');
-  return { canonicalRequest, stringToSign, url: `${STORAGE}${path}?${query}` };
-}
-
-async function signWith(auth: GcsSigningAuth, data: string): Promise<string> {
-  try {
-    return await auth.sign(data);
-  } catch (error) {
-    throw unavailable('the upload URL could not be signed', error);
-  }
-}
-
 /** A stream of the download, failing with `OBJECT_STORE_UNAVAILABLE` when a chunk takes too long. */
 function watchBody(body: ReadableStream<Uint8Array> | null, deadline: Deadline): ReadableStream<Uint8Array> {
   if (body === null) return new ReadableStream({ start: (controller) => controller.close() });
@@ -449,76 +302,4 @@ class Deadline {
     this.disarm();
     this.#controller.abort();
   }
-}
-
-type Lazy<T> = () => Promise<T>;
-
-function lazyAuth<T extends GcsRequestAuth>(given: T | undefined): Lazy<T> {
-  let auth: Promise<T> | undefined;
-  // Loaded on first use: the embedded stack never pays for google-auth-library.
-  return () =>
-    (auth ??= given
-      ? Promise.resolve(given)
-      : import('google-auth-library').then(({ GoogleAuth }) => new GoogleAuth({ scopes: [SCOPE] }) as unknown as T));
-}
-
-async function readJson<S extends v.GenericSchema>(response: Response, schema: S): Promise<v.InferOutput<S>> {
-  let body: unknown;
-  try {
-    body = await response.json();
-  } catch (error) {
-    throw unavailable('Cloud Storage sent an unreadable answer', error);
-  }
-  const result = v.safeParse(schema, body);
-  if (!result.success) throw new CleanroomError('INTERNAL', 'Cloud Storage answered in an unexpected shape');
-  return result.output;
-}
-
-/** The error for a non-2xx answer (whose body is discarded: it may quote object names). */
-async function failure(response: Response, what: string): Promise<CleanroomError> {
-  await discard(response);
-  if (response.status === 429 || response.status === 408 || response.status >= 500) {
-    const header = response.headers.get('retry-after');
-    const retryAfter = header !== null && /^\d{1,4}$/.test(header) ? Math.max(1, Number(header)) : RETRY_AFTER_SECONDS;
-    return new CleanroomError('OBJECT_STORE_UNAVAILABLE', `Cloud Storage could not ${what} (HTTP ${response.status})`, { retryAfter });
-  }
-  return new CleanroomError('INTERNAL', `Cloud Storage refused to ${what} (HTTP ${response.status})`);
-}
-
-async function discard(response: Response): Promise<void> {
-  await response.body?.cancel().catch(() => {});
-}
-
-function crcBase64(crc: number): string {
-  const bytes = Buffer.alloc(4);
-  bytes.writeUInt32BE(crc >>> 0);
-  return bytes.toString('base64');
-}
-
-/** encodeURIComponent plus the characters RFC 3986 reserves that it leaves alone. */
-function rfc3986(value: string): string {
-  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
-}
-
-function checkBucket(bucket: string): string {
-  if (typeof bucket !== 'string' || !BUCKET.test(bucket)) throw new TypeError('not a Cloud Storage bucket name');
-  return bucket;
-}
-
-function checkPrefix(prefix: string): void {
-  if (typeof prefix !== 'string' || !prefix.endsWith('/') || !OBJECT_KEY.test(prefix.slice(0, -1))) {
-    throw new TypeError('a prefix must be an object key followed by /');
-  }
-}
-
-function checkKey(key: string): void {
-  if (typeof key !== 'string' || !OBJECT_KEY.test(key)) throw new TypeError('not a valid object key');
-}
-
-function tooLarge(maxBytes: number): CleanroomError {
-  return new CleanroomError('DATASET_TOO_LARGE', `the object is larger than ${maxBytes} bytes`);
-}
-
-function unavailable(message: string, cause?: unknown): CleanroomError {
-  return new CleanroomError('OBJECT_STORE_UNAVAILABLE', message, { cause, retryAfter: RETRY_AFTER_SECONDS });
 }
