@@ -1,11 +1,11 @@
 import { CleanroomError } from '../protocol/errors.ts';
 
 /**
- * A request body as bytes, refusing (without reading on) anything over `maxBytes` with
- * `PAYLOAD_TOO_LARGE`, whatever `Content-Length` claimed. Shared by the control plane and the
- * worker; each decodes the bytes with its own error code.
+ * A request's (or a response's) body as bytes, refusing (without reading on) anything over
+ * `maxBytes` with `PAYLOAD_TOO_LARGE`, whatever `Content-Length` claimed. Shared by the control
+ * plane and the worker; each decodes the bytes with its own error code.
  */
-export async function readCappedBytes(request: Request, maxBytes: number): Promise<Uint8Array> {
+export async function readCappedBytes(request: Pick<Request, 'headers' | 'body'>, maxBytes: number): Promise<Uint8Array> {
   const tooLarge = () => new CleanroomError('PAYLOAD_TOO_LARGE', `the body is larger than ${maxBytes} bytes`);
   if (Number(request.headers.get('content-length') ?? '0') > maxBytes) throw tooLarge();
   if (!request.body) return new Uint8Array();

@@ -1,4 +1,4 @@
-import { FieldPath, type DocumentReference, type Firestore, type Query } from '@google-cloud/firestore';
+import { FieldPath, type DocumentReference, type DocumentSnapshot, type Firestore, type Query, type Transaction } from '@google-cloud/firestore';
 import type { AuditEntry } from '../../../protocol/audit.ts';
 import { CleanroomError } from '../../../protocol/errors.ts';
 import type { QueryStatus } from '../../../protocol/query.ts';
@@ -266,9 +266,29 @@ export class FirestoreSessionStore implements SessionStore, QueryStore, DatasetS
   async commitQuery(write: QueryWrite): Promise<void> {
     assertQueryWritable(write);
     const { query, entry, expectedQueryVersion, expectedSessionVersion } = write;
-    const sessionRef = this.#sessionRef(query.session_id);
     const queryRef = this.#queryRef(query.session_id, query.id);
     const doc = plain(query);
+    await this.#commitUnderSession(query.session_id, expectedSessionVersion, entry, queryRef, (tx, current) => {
+      if (expectedQueryVersion === null ? current?.exists : !current?.exists || current.get('version') !== expectedQueryVersion) {
+        throw new CleanroomError('CONFLICT', 'the query changed, exists already or does not exist');
+      }
+      tx.set(queryRef, doc);
+    });
+  }
+
+  /**
+   * One transaction over a session and one of its child documents (a query, a dataset): the
+   * session's version and audit head are checked and bumped, `child` decides on the child as it
+   * is stored and writes it, and `entry` is appended, or none of it happens.
+   */
+  async #commitUnderSession(
+    sessionId: string,
+    expectedSessionVersion: number,
+    entry: AuditEntry,
+    childRef: DocumentReference,
+    child: (tx: Transaction, current: DocumentSnapshot | undefined) => void,
+  ): Promise<void> {
+    const sessionRef = this.#sessionRef(sessionId);
     const audit = plain(entry);
     const head = { seq: entry.seq, hash: entry.hash };
     // A TypeError thrown in the callback would be translated like an SDK failure; keep it apart.
@@ -278,7 +298,7 @@ export class FirestoreSessionStore implements SessionStore, QueryStore, DatasetS
         this.#db.runTransaction(
           async (tx) => {
             // Firestore wants every read before the first write.
-            const [session, current] = await tx.getAll(sessionRef, queryRef);
+            const [session, current] = await tx.getAll(sessionRef, childRef);
             if (!session?.exists || session.get('version') !== expectedSessionVersion) {
               throw new CleanroomError('CONFLICT', 'the session changed or no longer exists');
             }
@@ -286,13 +306,9 @@ export class FirestoreSessionStore implements SessionStore, QueryStore, DatasetS
               misuse = new TypeError("the audit entry does not extend the session's stored chain");
               throw misuse;
             }
-            if (expectedQueryVersion === null ? current?.exists : !current?.exists || current.get('version') !== expectedQueryVersion) {
-              throw new CleanroomError('CONFLICT', 'the query changed, exists already or does not exist');
-            }
-            // Only the two fields a query transition changes: the rest of the session stays as stored.
-            tx.update(sessionRef, { version: expectedSessionVersion + 1, audit_head: head })
-              .set(queryRef, doc)
-              .create(this.#auditRef(query.session_id, entry.seq), audit);
+            child(tx, current);
+            // Only the two fields a child's write changes: the rest of the session stays as stored.
+            tx.update(sessionRef, { version: expectedSessionVersion + 1, audit_head: head }).create(this.#auditRef(sessionId, entry.seq), audit);
           },
           { maxAttempts: this.#maxAttempts },
         ),
@@ -317,35 +333,12 @@ export class FirestoreSessionStore implements SessionStore, QueryStore, DatasetS
   async commitDataset(write: DatasetWrite): Promise<void> {
     assertDatasetWritable(write);
     const { dataset, entry, expectedSessionVersion } = write;
-    const sessionRef = this.#sessionRef(dataset.session_id);
     const datasetRef = this.#datasetRef(dataset.session_id, dataset.id);
     const doc = plain(dataset);
-    const audit = plain(entry);
-    const head = { seq: entry.seq, hash: entry.hash };
-    let misuse: TypeError | undefined;
-    try {
-      await this.#call('write', () =>
-        this.#db.runTransaction(
-          async (tx) => {
-            const [session, current] = await tx.getAll(sessionRef, datasetRef);
-            if (!session?.exists || session.get('version') !== expectedSessionVersion) {
-              throw new CleanroomError('CONFLICT', 'the session changed or no longer exists');
-            }
-            if (!extendsHead(session.get('audit_head'), entry)) {
-              misuse = new TypeError("the audit entry does not extend the session's stored chain");
-              throw misuse;
-            }
-            if (current?.exists) throw new CleanroomError('CONFLICT', 'a dataset with this id exists in the session');
-            tx.update(sessionRef, { version: expectedSessionVersion + 1, audit_head: head })
-              .create(datasetRef, doc)
-              .create(this.#auditRef(dataset.session_id, entry.seq), audit);
-          },
-          { maxAttempts: this.#maxAttempts },
-        ),
-      );
-    } catch (error) {
-      throw misuse ?? error;
-    }
+    await this.#commitUnderSession(dataset.session_id, expectedSessionVersion, entry, datasetRef, (tx, current) => {
+      if (current?.exists) throw new CleanroomError('CONFLICT', 'a dataset with this id exists in the session');
+      tx.create(datasetRef, doc);
+    });
   }
 
   async listUnshredded(options: { closedBefore: string; limit: number; after?: ClosedCursor }): Promise<SessionRecord[]> {

@@ -1,5 +1,5 @@
 import { CleanroomError, ERROR_STATUS, isErrorCode } from '../../../protocol/errors.ts';
-import { utf8OrUndefined } from '../../../runtime/read-body.ts';
+import { readCappedBytes, utf8OrUndefined } from '../../../runtime/read-body.ts';
 import type { WorkerClient } from '../../core/ports.ts';
 
 export interface HttpWorkerClientOptions {
@@ -54,7 +54,7 @@ export class HttpWorkerClient implements WorkerClient {
     }
     let text: string | undefined;
     try {
-      text = utf8OrUndefined(await readCapped(response, MAX_ANSWER_BYTES));
+      text = utf8OrUndefined(await readCappedBytes(response, MAX_ANSWER_BYTES));
     } catch (cause) {
       throw unavailable('the worker\'s answer could not be read', cause);
     }
@@ -62,25 +62,6 @@ export class HttpWorkerClient implements WorkerClient {
     if (response.status >= 400 && response.status < 500) throw refusal(response.status, text, response.headers.get('retry-after'));
     throw unavailable(`the worker answered ${response.status}`, undefined, retryAfter(response.headers.get('retry-after')));
   }
-}
-
-/** The answer's bytes; more than `maxBytes` is not an answer of ours (the read is abandoned). */
-async function readCapped(response: Response, maxBytes: number): Promise<Uint8Array> {
-  if (!response.body) return new Uint8Array();
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel();
-      throw new Error(`the answer is larger than ${maxBytes} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks);
 }
 
 /** The worker's refusal as our error: its code if known and a 4xx of ours, otherwise unavailable. */
