@@ -44,14 +44,17 @@ const mbps = (bytes: number, ms: number): number => bytes / 1e6 / (ms / 1000);
 
 async function encryptToMemory(): Promise<{ records: Uint8Array[]; ms: number }> {
   let produced = 0;
-  const plaintext = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (produced >= totalBytes) return controller.close();
-      const piece = randomFillSync(new Uint8Array(Math.min(chunkBytes, totalBytes - produced)));
-      produced += piece.byteLength;
-      controller.enqueue(piece);
+  const plaintext = new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (produced >= totalBytes) return controller.close();
+        const piece = randomFillSync(new Uint8Array(Math.min(chunkBytes, totalBytes - produced)));
+        produced += piece.byteLength;
+        controller.enqueue(piece);
+      },
     },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
   const records: Uint8Array[] = [];
   const started = performance.now();
   for await (const part of encryptDataset({ header, key, plaintext, chunkBytes, aead: nodeAead })) records.push(part);
@@ -62,18 +65,21 @@ async function encryptToMemory(): Promise<{ records: Uint8Array[]; ms: number }>
 function sliced(records: Uint8Array[]): ReadableStream<Uint8Array> {
   let r = 0;
   let offset = 0;
-  return new ReadableStream({
-    pull(controller) {
-      const record = records[r];
-      if (!record) return controller.close();
-      controller.enqueue(record.subarray(offset, offset + SLICE));
-      offset += SLICE;
-      if (offset >= record.byteLength) {
-        r++;
-        offset = 0;
-      }
+  return new ReadableStream(
+    {
+      pull(controller) {
+        const record = records[r];
+        if (!record) return controller.close();
+        controller.enqueue(record.subarray(offset, offset + SLICE));
+        offset += SLICE;
+        if (offset >= record.byteLength) {
+          r++;
+          offset = 0;
+        }
+      },
     },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
 }
 
 async function decryptOnce(records: Uint8Array[], aead: ChunkAead): Promise<number> {
@@ -105,7 +111,10 @@ const ciphertextBytes = records.reduce((n, r) => n + r.byteLength, 0);
 console.log(`encrypt (nodeAead, incl. random generation): ${mbps(totalBytes, encryptMs).toFixed(0)} MB/s; ciphertext ${ciphertextBytes} bytes`);
 
 const results: Record<string, number> = {};
-for (const [name, aead] of [['nodeAead', nodeAead], ['webCryptoAead', webCryptoAead]] as const) {
+for (const [name, aead] of [
+  ['nodeAead', nodeAead],
+  ['webCryptoAead', webCryptoAead],
+] as const) {
   const times: number[] = [];
   for (let i = 0; i < runs; i++) times.push(await decryptOnce(records, aead));
   results[name] = mbps(totalBytes, Math.min(...times));

@@ -195,9 +195,7 @@ async function main(): Promise<void> {
     const sessionKey = await sessionKeys.getOrCreate(SESSION);
     const recipient = await generateKeyPair('ECDH-ES+A256KW', { crv: 'P-256', extractable: true });
     const recipientJwk = await exportJWK(recipient.publicKey);
-    const recipients: TaskRecipientKey[] = [
-      { email: 'analyst@example.com', encryption_jwk: { kty: 'EC', crv: 'P-256', x: recipientJwk.x!, y: recipientJwk.y! } },
-    ];
+    const recipients: TaskRecipientKey[] = [{ email: 'analyst@example.com', encryption_jwk: { kty: 'EC', crv: 'P-256', x: recipientJwk.x!, y: recipientJwk.y! } }];
     const sandbox = detectSandbox();
     console.log(sandboxLine(sandbox));
     const executor = createExecutor({
@@ -222,10 +220,7 @@ async function main(): Promise<void> {
       for (const n of sizes) {
         const files = await generate(root, n);
         const plainBytes = statSync(files.customers).size + statSync(files.purchases).size;
-        const inputs = [
-          await storeDataset(objects, files.customers, 'customers', CUSTOMERS, n, sessionKey),
-          await storeDataset(objects, files.purchases, 'purchases', PURCHASES, n, sessionKey),
-        ];
+        const inputs = [await storeDataset(objects, files.customers, 'customers', CUSTOMERS, n, sessionKey), await storeDataset(objects, files.purchases, 'purchases', PURCHASES, n, sessionKey)];
         const cipherBytes = inputs.reduce((sum, input) => sum + input.ciphertext_bytes, 0);
         const base: number[] = [];
         const baseLoad: number[] = [];
@@ -267,10 +262,14 @@ async function main(): Promise<void> {
         }
         const ratio = median(enc) / median(base);
         const rest = median(enc) - median(mat) - median(seal);
-        console.log(`${n.toLocaleString('en')} rows per side: plaintext ${(plainBytes / 2 ** 20).toFixed(0)} MiB, ciphertext ${(cipherBytes / 2 ** 20).toFixed(0)} MiB; result checked equal (${expected.length} groups)`);
+        console.log(
+          `${n.toLocaleString('en')} rows per side: plaintext ${(plainBytes / 2 ** 20).toFixed(0)} MiB, ciphertext ${(cipherBytes / 2 ** 20).toFixed(0)} MiB; result checked equal (${expected.length} groups)`,
+        );
         console.log(`  plain DuckDB        ${f(median(base))} (load ${f(median(baseLoad))}, query ${f(median(base) - median(baseLoad))})`);
         console.log(`  encrypted path      ${f(median(enc))}`);
-        console.log(`    inputs: fetch+hash+unwrap+decrypt to tmpfs   ${f(median(mat))} (${((cipherBytes / 2 ** 20) / (median(mat) / 1000)).toFixed(0)} MiB/s; the child loads each input while the next is decrypted)`);
+        console.log(
+          `    inputs: fetch+hash+unwrap+decrypt to tmpfs   ${f(median(mat))} (${(cipherBytes / 2 ** 20 / (median(mat) / 1000)).toFixed(0)} MiB/s; the child loads each input while the next is decrypted)`,
+        );
         console.log(`    after the last input: load it, query, result ${f(rest)} (plus parse and policy, ~10 ms, before the inputs)`);
         console.log(`    seal+write result                            ${median(seal).toFixed(1)} ms`);
         console.log(`  ratio encrypted / plain: ${ratio.toFixed(2)} (target <= ${TARGET_RATIO}: ${ratio <= TARGET_RATIO ? 'met' : 'NOT met'})\n`);

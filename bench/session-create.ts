@@ -180,10 +180,7 @@ class ServerChild {
   ask<T>(message?: object): Promise<T> {
     const answer = new Promise<T>((resolve) => this.#waiting.push(resolve));
     if (message) this.#child.send(message);
-    return Promise.race([
-      answer,
-      this.exited.then((code) => Promise.reject(new Error(`the server process exited (${code})`))),
-    ]);
+    return Promise.race([answer, this.exited.then((code) => Promise.reject(new Error(`the server process exited (${code})`)))]);
   }
 
   /** Runs one measured phase, with the server's and the machine's usage over it. */
@@ -378,9 +375,7 @@ function report(results: RunResult[], openLoop: boolean): string {
     if (openLoop) row.push(`${ms(r.maxSendLagMs ?? Number.NaN)} ms`, `${ms(r.fromSend ? percentile(r.fromSend, 99) : Number.NaN)} ms`);
     return row;
   });
-  const failures = results
-    .filter((r) => r.failures.size > 0)
-    .map((r) => `  FAILURES ${r.label}: ${[...r.failures].map(([k, n]) => `${k}×${n}`).join(', ')}`);
+  const failures = results.filter((r) => r.failures.size > 0).map((r) => `  FAILURES ${r.label}: ${[...r.failures].map(([k, n]) => `${k}×${n}`).join(', ')}`);
   return [table([header, ...rows]), ...failures].join('\n');
 }
 
@@ -415,9 +410,7 @@ function summarizeProfile(file: string, requests: number): string {
     bucket ??= 'node internals (HTTP parsing, timers, streams)';
     totals.set(bucket, (totals.get(bucket) ?? 0) + micros);
   }
-  const rows = [...totals]
-    .sort((a, b) => b[1] - a[1])
-    .map(([label, micros]) => [label, `${(micros / requests / 1000).toFixed(3)} ms`, `${(micros / 1000).toFixed(0)} ms`]);
+  const rows = [...totals].sort((a, b) => b[1] - a[1]).map(([label, micros]) => [label, `${(micros / requests / 1000).toFixed(3)} ms`, `${(micros / 1000).toFixed(0)} ms`]);
   return table([['area (server main thread, sampled)', 'per request', 'total'], ...rows]);
 }
 
@@ -474,9 +467,7 @@ async function main(): Promise<void> {
     return;
   }
   if (options.profile) mkdirSync(options.profile, { recursive: true });
-  const child = new ServerChild(
-    fork(fileURLToPath(import.meta.url), [SERVER_FLAG, options.dataDir], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
-  );
+  const child = new ServerChild(fork(fileURLToPath(import.meta.url), [SERVER_FLAG, options.dataDir], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   try {
     const ready = await child.ask<Ready>();
     const jsonHeaders = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(CREATE_BODY)) };
@@ -498,7 +489,9 @@ async function main(): Promise<void> {
 
     process.stdout.write(
       [
-        `machine: ${cpus()[0]?.model ?? 'unknown cpu'}, ${availableParallelism()} cores, node ${process.version}, ${process.platform}, load average ${loadavg().map((n) => n.toFixed(2)).join(' ')}`,
+        `machine: ${cpus()[0]?.model ?? 'unknown cpu'}, ${availableParallelism()} cores, node ${process.version}, ${process.platform}, load average ${loadavg()
+          .map((n) => n.toFixed(2))
+          .join(' ')}`,
         `server: embedded stack in a child process (SQLite under ${ready.dataDir}, dev identity); load generator: this process`,
         `open loop: ${options.rate} req/s for ${options.duration} s per target, each after ${options.warmup} s of warm-up...`,
         '',
@@ -549,7 +542,10 @@ async function main(): Promise<void> {
     );
     if (options.profile) {
       // Profiling slows the server: the create rows above are not clean figures in this mode.
-      for (const [name, runs] of [['create-open-loop', open], ['create-closed-loop', closed]] as const) {
+      for (const [name, runs] of [
+        ['create-open-loop', open],
+        ['create-closed-loop', closed],
+      ] as const) {
         const run = runs.find((r) => r.label === create.label)!;
         const answered = run.ok + [...run.failures.values()].reduce((a, b) => a + b, 0);
         process.stdout.write(`\nWhere the time went, ${name} (${profileFile(name)}):\n${summarizeProfile(profileFile(name)!, answered)}\n`);

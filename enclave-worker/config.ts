@@ -90,9 +90,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined>) {
   const objectStore: ObjectStoreConfig = e.OBJECT_STORE_BUCKET
     ? { kind: 'gcs', bucket: e.OBJECT_STORE_BUCKET }
     : { kind: 'local', dir: resolve(e.CLEANROOM_OBJECTS_DIR ?? join(e.CLEANROOM_DATA_DIR, 'objects')) };
-  const keyService: KeyServiceConfig = e.KMS_KEY_NAME
-    ? { kind: 'cloud-kms', keyName: e.KMS_KEY_NAME }
-    : { kind: 'local-key-ring', file: resolve(e.KEY_RING_FILE ?? join(dataDir, 'key-ring.json')) };
+  const keyService: KeyServiceConfig = e.KMS_KEY_NAME ? { kind: 'cloud-kms', keyName: e.KMS_KEY_NAME } : { kind: 'local-key-ring', file: resolve(e.KEY_RING_FILE ?? join(dataDir, 'key-ring.json')) };
   return {
     instanceId: e.TEE_INSTANCE_ID,
     port: e.WORKER_PORT,

@@ -4,8 +4,10 @@ import { startWorker } from './worker.ts';
 /** The worker's entry point (`npm run start:worker`, and the Confidential Space container's command). */
 async function main(): Promise<void> {
   const config = loadWorkerConfig(process.env);
-  const write = (severity: string) => (message: string, fields: Record<string, unknown> = {}) =>
-    process.stderr.write(`${JSON.stringify({ severity, message, time: new Date().toISOString(), ...fields })}\n`);
+  const write =
+    (severity: string) =>
+    (message: string, fields: Record<string, unknown> = {}) =>
+      process.stderr.write(`${JSON.stringify({ severity, message, time: new Date().toISOString(), ...fields })}\n`);
   const worker = await startWorker(config, { log: { info: write('INFO'), warn: write('WARNING'), error: write('ERROR') } });
   const lines = [
     `Enclave worker ${config.instanceId} (attestation: ${config.attestationMode}${config.attestationMode === 'insecure-dev' ? ' — WARNING: proves nothing, local only' : ''})`,

@@ -54,8 +54,7 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
   const startedAt = Date.now();
   // Listening first tells us the port (the dev attester's issuer may need it); until the app is
   // built every request gets a 503 instead of hanging on a server with no handler.
-  let handle: (request: Request) => Promise<Response> = async () =>
-    new Response('{"error":{"code":"STORE_UNAVAILABLE","message":"starting"}}', { status: 503, headers: { 'retry-after': '1' } });
+  let handle: (request: Request) => Promise<Response> = async () => new Response('{"error":{"code":"STORE_UNAVAILABLE","message":"starting"}}', { status: 503, headers: { 'retry-after': '1' } });
   const server = createServer(toNodeListener((request) => handle(request)));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -80,17 +79,11 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
   const sessionKeys = new SessionKeyManager({ objects, keys: keyService, identity });
   const rotation =
     config.sessionKeyRotationMs > 0
-      ? scheduleRotation(
-          config.sessionKeyRotationMs,
-          () => rotateSessionKeys({ manager: sessionKeys, ...(keyService instanceof LocalKeyRing ? { ring: keyService } : {}), log }),
-          log,
-        )
+      ? scheduleRotation(config.sessionKeyRotationMs, () => rotateSessionKeys({ manager: sessionKeys, ...(keyService instanceof LocalKeyRing ? { ring: keyService } : {}), log }), log)
       : null;
 
   const pool = new ExecutorPool({ maxConcurrent: config.executorSlots, maxQueued: config.executorSlots * 16 });
-  const inputs = config.plaintextFixturesDir
-    ? new TestOnlyPlaintextFixtureInputs({ directory: config.plaintextFixturesDir, allowTestOnly: true })
-    : new EncryptedInputs({ objects, sessionKeys });
+  const inputs = config.plaintextFixturesDir ? new TestOnlyPlaintextFixtureInputs({ directory: config.plaintextFixturesDir, allowTestOnly: true }) : new EncryptedInputs({ objects, sessionKeys });
   if (config.plaintextFixturesDir) log.warn('TEST-ONLY plaintext fixture inputs are enabled', { dir: config.plaintextFixturesDir });
   const sandbox = detectSandbox();
   const sink = new SealedResultSink({
@@ -106,11 +99,7 @@ export async function startWorker(config: WorkerConfig, options: { log?: IntakeL
     limits: { timeoutMs: config.queryTimeoutMs, memoryLimitMb: config.queryMemoryMb },
   });
 
-  const tokenSource = cachedTokenSource(
-    config.attestationMode === 'confidential-space'
-      ? metadataServerToken(config.controlPlaneUrl)
-      : devIdpToken(config.controlPlaneUrl, config.workerEmail),
-  );
+  const tokenSource = cachedTokenSource(config.attestationMode === 'confidential-space' ? metadataServerToken(config.controlPlaneUrl) : devIdpToken(config.controlPlaneUrl, config.workerEmail));
   const reporter = controlPlaneReporter({ baseUrl: config.controlPlaneUrl, tokenSource, log: (m, f) => log.warn(m, f) });
   const leases = SqliteLeaseStore.open(join(config.dataDir, 'leases.sqlite'));
   const taskKeys = taskKeysFromFile(config.taskKeysFile);

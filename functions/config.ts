@@ -3,12 +3,7 @@ import { resolve } from 'node:path';
 import { DATASET_LIMITS } from '../protocol/dataset.ts';
 
 const Port = v.pipe(v.string(), v.regex(/^\d{1,5}$/, 'must be a port number'), v.transform(Number), v.maxValue(65535));
-const ByteCount = v.pipe(
-  v.string(),
-  v.regex(/^[1-9]\d{0,15}$/, 'must be a positive number of bytes'),
-  v.transform(Number),
-  v.maxValue(Number.MAX_SAFE_INTEGER, 'is too large'),
-);
+const ByteCount = v.pipe(v.string(), v.regex(/^[1-9]\d{0,15}$/, 'must be a positive number of bytes'), v.transform(Number), v.maxValue(Number.MAX_SAFE_INTEGER, 'is too large'));
 
 const EnvSchema = v.object({
   CLEANROOM_MODE: v.optional(v.picklist(['local', 'gcp'], 'CLEANROOM_MODE must be local or gcp'), 'local'),
@@ -76,7 +71,9 @@ export function loadConfig(env: Record<string, string | undefined>): ControlPlan
       maxDatasetBytes: e.CLEANROOM_MAX_DATASET_BYTES,
     };
   }
-  const audiences = e.ID_TOKEN_AUDIENCES.split(',').map((s) => s.trim()).filter(Boolean);
+  const audiences = e.ID_TOKEN_AUDIENCES.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (audiences.length === 0) throw new Error('invalid configuration: ID_TOKEN_AUDIENCES is required in gcp mode');
   for (const name of ['WORKER_SERVICE_ACCOUNT', 'TASK_SIGNING_KEY_VERSION', 'TASK_QUEUE', 'TASK_SERVICE_ACCOUNT', 'OBJECT_STORE_BUCKET'] as const) {
     if (!e[name]) throw new Error(`invalid configuration: ${name} is required in gcp mode`);

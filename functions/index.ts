@@ -62,9 +62,7 @@ function lazySigner(create: () => Promise<TaskSigner>): TaskSigner {
 async function build(): Promise<ApiDeps> {
   const config = loadConfig(process.env);
   if (config.mode !== 'gcp') throw new Error('the functions run in gcp mode: set CLEANROOM_MODE=gcp');
-  const store = new FirestoreSessionStore(
-    new Firestore({ ...(config.projectId ? { projectId: config.projectId } : {}), databaseId: config.firestoreDatabase }),
-  );
+  const store = new FirestoreSessionStore(new Firestore({ ...(config.projectId ? { projectId: config.projectId } : {}), databaseId: config.firestoreDatabase }));
   const clock = { now: () => new Date() };
   const log = jsonLogger();
   const signer = lazySigner(() => KmsSigner.create({ keyVersionName: config.taskSigningKeyVersion }));

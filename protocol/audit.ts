@@ -55,10 +55,7 @@ export function auditEntryHash(entry: Omit<AuditEntry, 'hash'>): Promise<string>
 }
 
 /** Builds the entry that follows `head` (or starts the chain when `head` is null). */
-export async function nextAuditEntry(
-  head: AuditHead | null,
-  fields: Pick<AuditEntry, 'session_id' | 'at' | 'actor' | 'action' | 'details'>,
-): Promise<AuditEntry> {
+export async function nextAuditEntry(head: AuditHead | null, fields: Pick<AuditEntry, 'session_id' | 'at' | 'actor' | 'action' | 'details'>): Promise<AuditEntry> {
   const unsigned = { ...fields, seq: (head?.seq ?? 0) + 1, prev_hash: head?.hash ?? GENESIS_HASH };
   return { ...unsigned, hash: await auditEntryHash(unsigned) };
 }
@@ -67,10 +64,7 @@ export async function nextAuditEntry(
  * Checks that `entries` form an unbroken chain from the genesis (or from `from`, the head a client
  * saw before) and returns the new head. Returns `{ ok: false, seq }` at the first broken link.
  */
-export async function verifyAuditChain(
-  entries: readonly AuditEntry[],
-  from: AuditHead | null = null,
-): Promise<{ ok: true; head: AuditHead | null } | { ok: false; seq: number }> {
+export async function verifyAuditChain(entries: readonly AuditEntry[], from: AuditHead | null = null): Promise<{ ok: true; head: AuditHead | null } | { ok: false; seq: number }> {
   let head = from;
   for (const entry of entries) {
     const expectedSeq = (head?.seq ?? 0) + 1;

@@ -184,11 +184,7 @@ export const SealedResultSchema = v.strictObject({
   jwe: v.strictObject({
     protected: v.string(),
     unprotected: v.optional(v.record(v.string(), v.unknown())),
-    recipients: v.pipe(
-      v.array(v.strictObject({ header: v.optional(v.record(v.string(), v.unknown())), encrypted_key: v.optional(v.string()) })),
-      v.minLength(1),
-      v.maxLength(50),
-    ),
+    recipients: v.pipe(v.array(v.strictObject({ header: v.optional(v.record(v.string(), v.unknown())), encrypted_key: v.optional(v.string()) })), v.minLength(1), v.maxLength(50)),
     iv: v.string(),
     ciphertext: v.string(),
     tag: v.string(),

@@ -2,17 +2,7 @@ import * as v from 'valibot';
 import { EmailSchema } from './session.ts';
 import { MAX_SQL_LENGTH } from './task.ts';
 
-export const QUERY_STATUSES = [
-  'PENDING_APPROVAL',
-  'APPROVED',
-  'QUEUED',
-  'RUNNING',
-  'SUCCEEDED',
-  'FAILED',
-  'REJECTED',
-  'CANCELLED',
-  'EXPIRED',
-] as const;
+export const QUERY_STATUSES = ['PENDING_APPROVAL', 'APPROVED', 'QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'REJECTED', 'CANCELLED', 'EXPIRED'] as const;
 export type QueryStatus = (typeof QUERY_STATUSES)[number];
 
 /** `POST /api/tee/sessions/:id/queries`. */

@@ -1,26 +1,7 @@
-import {
-  CompactSign,
-  GeneralEncrypt,
-  compactVerify,
-  decodeProtectedHeader,
-  generalDecrypt,
-  importJWK,
-  type CryptoKey,
-  type GeneralJWE,
-  type JWK,
-  type JWTVerifyGetKey,
-} from 'jose';
+import { CompactSign, GeneralEncrypt, compactVerify, decodeProtectedHeader, generalDecrypt, importJWK, type CryptoKey, type GeneralJWE, type JWK, type JWTVerifyGetKey } from 'jose';
 import * as v from 'valibot';
 import { verifyAttestation, type AttestationPolicy, type IssuerKeyCache } from './attestation.ts';
-import {
-  RECEIPT_NONCE,
-  ReceiptPayloadSchema,
-  SealedResultSchema,
-  TaskRecipientKeySchema,
-  type ReceiptPayload,
-  type SealedResult,
-  type TaskRecipientKey,
-} from './dataset.ts';
+import { RECEIPT_NONCE, ReceiptPayloadSchema, SealedResultSchema, TaskRecipientKeySchema, type ReceiptPayload, type SealedResult, type TaskRecipientKey } from './dataset.ts';
 import { CleanroomError } from './errors.ts';
 import { jwkThumbprint } from './key-binding.ts';
 import { SessionIdSchema } from './session.ts';
@@ -65,7 +46,10 @@ function canonical(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
   const record = value as Record<string, unknown>;
-  return `{${Object.keys(record).sort().map((key) => `${JSON.stringify(key)}:${canonical(record[key])}`).join(',')}}`;
+  return `{${Object.keys(record)
+    .sort()
+    .map((key) => `${JSON.stringify(key)}:${canonical(record[key])}`)
+    .join(',')}}`;
 }
 
 /** The padded size: the next power of two, at least {@link MIN_RESULT_BUCKET_BYTES}. */
@@ -180,9 +164,7 @@ export async function sealResult(options: SealResultOptions): Promise<SealedResu
   });
   for (const recipient of checkedRecipients) {
     const members = ecMembers(recipient.encryption_jwk);
-    encrypt
-      .addRecipient(await importJWK(members, KEY_ALG))
-      .setUnprotectedHeader({ kid: await jwkThumbprint(members), 'cleanroom.recipient': recipient.email });
+    encrypt.addRecipient(await importJWK(members, KEY_ALG)).setUnprotectedHeader({ kid: await jwkThumbprint(members), 'cleanroom.recipient': recipient.email });
   }
   const jwe = await encrypt.encrypt();
 

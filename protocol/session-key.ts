@@ -64,9 +64,7 @@ export async function certifySessionKey(options: CertifySessionKeyOptions): Prom
     iat: Math.floor((options.now ?? new Date()).getTime() / 1000),
   };
   if (!v.is(SessionKeyCertificatePayloadSchema, payload)) throw new TypeError('sessionId or epoch is malformed');
-  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
-    .setProtectedHeader({ alg: ALG, typ: SESSION_KEY_CERT_TYP, kid: identityThumbprint })
-    .sign(identityPrivateKey);
+  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: ALG, typ: SESSION_KEY_CERT_TYP, kid: identityThumbprint }).sign(identityPrivateKey);
 }
 
 /** Options of {@link verifySessionKeyBundle}. */

@@ -18,19 +18,10 @@ export const APPROVAL_POLICIES = ['none', 'dataset_owners', 'all_participants'] 
 export type ApprovalPolicy = (typeof APPROVAL_POLICIES)[number];
 
 /** An email address, lowercased (emails are compared lowercased everywhere). */
-export const EmailSchema = v.pipe(
-  v.string(),
-  v.trim(),
-  v.maxLength(LIMITS.emailMaxLength, 'email is too long'),
-  v.email('not a valid email address'),
-  v.toLowerCase(),
-);
+export const EmailSchema = v.pipe(v.string(), v.trim(), v.maxLength(LIMITS.emailMaxLength, 'email is too long'), v.email('not a valid email address'), v.toLowerCase());
 
 /** A session id: new ones are UUIDs; migrated ones keep their legacy document id. */
-export const SessionIdSchema = v.pipe(
-  v.string(),
-  v.regex(/^[A-Za-z0-9_-]{1,128}$/, 'not a valid session id'),
-);
+export const SessionIdSchema = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{1,128}$/, 'not a valid session id'));
 
 /** `POST /api/tee/sessions`. */
 export const CreateSessionRequestSchema = v.strictObject({
@@ -42,10 +33,7 @@ export const CreateSessionRequestSchema = v.strictObject({
     v.check((s) => !/[\u0000-\u001f\u007f]/.test(s), 'name must not contain control characters'),
   ),
   participant_emails: v.optional(
-    v.pipe(
-      v.array(EmailSchema, 'participant_emails must be an array of emails'),
-      v.maxLength(LIMITS.maxParticipants - 1, `at most ${LIMITS.maxParticipants} participants`),
-    ),
+    v.pipe(v.array(EmailSchema, 'participant_emails must be an array of emails'), v.maxLength(LIMITS.maxParticipants - 1, `at most ${LIMITS.maxParticipants} participants`)),
   ),
   allow_cross_party_joins: v.optional(v.boolean('allow_cross_party_joins must be a boolean')),
   approval_policy: v.optional(v.picklist(APPROVAL_POLICIES, 'approval_policy must be none, dataset_owners or all_participants')),

@@ -62,7 +62,9 @@ export type SessionKeyRequestPayload = v.InferOutput<typeof SessionKeyRequestPay
  */
 export async function taskName(queryId: string, attempt: number): Promise<string> {
   const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(`task/v1|${queryId}|${attempt}`));
-  return `q-${Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('').slice(0, 40)}`;
+  return `q-${Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0'))
+    .join('')
+    .slice(0, 40)}`;
 }
 
 /** Signs with the control plane's key: Cloud KMS in GCP, a local key file in the embedded stack. */

@@ -57,4 +57,3 @@ async function writeResponse(response: Response, res: ServerResponse): Promise<v
   res.writeHead(response.status, headers);
   res.end(body);
 }
-

@@ -40,7 +40,11 @@ function say(text: string): void {
 }
 
 function indent(text: string): string {
-  return text.trimEnd().split('\n').map((line) => `    ${line}`).join('\n');
+  return text
+    .trimEnd()
+    .split('\n')
+    .map((line) => `    ${line}`)
+    .join('\n');
 }
 
 /** One CLI command as `party`, in this process; any failure ends the demo with the CLI's message. */
@@ -133,7 +137,10 @@ function table(columns: string[], rows: unknown[][]): string {
 }
 
 async function checkStack(): Promise<void> {
-  for (const [name, url] of [['API', `${API}/api/tee/health`], ['worker', `${WORKER}/health`]] as const) {
+  for (const [name, url] of [
+    ['API', `${API}/api/tee/health`],
+    ['worker', `${WORKER}/health`],
+  ] as const) {
     try {
       const response = await fetch(url, { signal: AbortSignal.timeout(5000) });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
@@ -154,9 +161,9 @@ async function run(): Promise<void> {
   await cli(bob, ['login', '--email', BOB]);
 
   say('\n== 2. alice creates a session with bob (every participant approves each query; joins across parties allowed)');
-  const session = JSON.parse(
-    await cli(alice, ['session', 'create', '--name', 'customer overlap demo', '--participant', BOB, '--approval', 'all_participants', '--cross-party-joins', '--json']),
-  ) as { id: string };
+  const session = JSON.parse(await cli(alice, ['session', 'create', '--name', 'customer overlap demo', '--participant', BOB, '--approval', 'all_participants', '--cross-party-joins', '--json'])) as {
+    id: string;
+  };
   say(`    session ${session.id}`);
 
   say('\n== 3. Each joins: a signing and an encryption key pair, private halves kept in its CLEANROOM_HOME');
@@ -199,18 +206,42 @@ async function run(): Promise<void> {
   type Opened = { columns: { name: string }[]; rows: unknown[][]; receipt: { result_sha256: string } };
   const fromAlice = JSON.parse(await cli(alice, ['result', 'get', session.id, query.id, '--allow-insecure-dev', '--json'])) as Opened;
   const fromBob = JSON.parse(await cli(bob, ['result', 'get', session.id, query.id, '--allow-insecure-dev', '--json'])) as Opened;
-  say(`\n${indent(table(fromAlice.columns.map((c) => c.name), fromAlice.rows))}`);
+  say(
+    `\n${indent(
+      table(
+        fromAlice.columns.map((c) => c.name),
+        fromAlice.rows,
+      ),
+    )}`,
+  );
 
   say('\n== 11. Checking against the same query on the plaintext, computed here with DuckDB');
   const expected = await plaintextAnswer(customers, purchases);
   const problems: string[] = [];
-  for (const [who, got] of [['alice', fromAlice], ['bob', fromBob]] as const) {
+  for (const [who, got] of [
+    ['alice', fromAlice],
+    ['bob', fromBob],
+  ] as const) {
     if (JSON.stringify(got.rows) !== JSON.stringify(expected)) {
-      problems.push(`${who} got:\n${indent(table(got.columns.map((c) => c.name), got.rows))}`);
+      problems.push(
+        `${who} got:\n${indent(
+          table(
+            got.columns.map((c) => c.name),
+            got.rows,
+          ),
+        )}`,
+      );
     }
   }
   if (problems.length > 0) {
-    fail(`the result differs from the plaintext computation.\nexpected:\n${indent(table(fromAlice.columns.map((c) => c.name), expected))}\n${problems.join('\n')}`);
+    fail(
+      `the result differs from the plaintext computation.\nexpected:\n${indent(
+        table(
+          fromAlice.columns.map((c) => c.name),
+          expected,
+        ),
+      )}\n${problems.join('\n')}`,
+    );
   }
   say(`    equal: ${expected.length} groups, identical for alice and bob (result sha256 ${fromAlice.receipt.result_sha256})`);
   cleanUp();

@@ -1,28 +1,8 @@
 import test from 'ava';
 import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
-import {
-  assertFails,
-  assertSucceeds,
-  initializeTestEnvironment,
-  type RulesTestContext,
-  type RulesTestEnvironment,
-} from '@firebase/rules-unit-testing';
-import {
-  collection,
-  deleteDoc,
-  doc,
-  getDoc,
-  getDocs,
-  limit,
-  orderBy,
-  query,
-  setDoc,
-  setLogLevel,
-  updateDoc,
-  where,
-  type Firestore as ClientFirestore,
-} from 'firebase/firestore';
+import { assertFails, assertSucceeds, initializeTestEnvironment, type RulesTestContext, type RulesTestEnvironment } from '@firebase/rules-unit-testing';
+import { collection, deleteDoc, doc, getDoc, getDocs, limit, orderBy, query, setDoc, setLogLevel, updateDoc, where, type Firestore as ClientFirestore } from 'firebase/firestore';
 import { startFirestoreEmulator, type RunningEmulator } from './helpers/firestore-emulator.ts';
 
 // The rules are tested against Google's real emulator, never skipped: if it cannot start, the
@@ -133,21 +113,14 @@ test('rules: a token without email_verified or without email is refused', async 
 
 test('rules: a list constrained to the caller’s own email succeeds and returns only their sessions', async (t) => {
   const db = as(OWNER);
-  const snap = await assertSucceeds(
-    getDocs(query(collection(db, 'collaboration_sessions'), where('participant_emails', 'array-contains', OWNER))),
+  const snap = await assertSucceeds(getDocs(query(collection(db, 'collaboration_sessions'), where('participant_emails', 'array-contains', OWNER))));
+  t.deepEqual(
+    snap.docs.map((d) => d.id),
+    ['s1'],
   );
-  t.deepEqual(snap.docs.map((d) => d.id), ['s1']);
   // The console's query shape: ordered, paged, optionally by status.
   await assertSucceeds(
-    getDocs(
-      query(
-        collection(db, 'collaboration_sessions'),
-        where('participant_emails', 'array-contains', OWNER),
-        where('status', '==', 'ACTIVE'),
-        orderBy('created_at', 'desc'),
-        limit(10),
-      ),
-    ),
+    getDocs(query(collection(db, 'collaboration_sessions'), where('participant_emails', 'array-contains', OWNER), where('status', '==', 'ACTIVE'), orderBy('created_at', 'desc'), limit(10))),
   );
 });
 
@@ -182,9 +155,7 @@ test('rules: the stored list is lowercase, so a token email in another case stil
   const db = as('Member@Example.COM');
   await assertSucceeds(getDoc(doc(db, 'collaboration_sessions/s1')));
   // The client must query with the lowercased email: that is what the rule (and the store) compares.
-  await assertSucceeds(
-    getDocs(query(collection(db, 'collaboration_sessions'), where('participant_emails', 'array-contains', MEMBER))),
-  );
+  await assertSucceeds(getDocs(query(collection(db, 'collaboration_sessions'), where('participant_emails', 'array-contains', MEMBER))));
   t.pass();
 });
 
@@ -198,11 +169,14 @@ test('rules: other collections, the legacy tees archive included, are denied', a
   t.pass();
 });
 
-test('rules: participants read their session\'s datasets (get and list); others, unverified and anonymous callers cannot', async (t) => {
+test("rules: participants read their session's datasets (get and list); others, unverified and anonymous callers cannot", async (t) => {
   for (const email of [OWNER, MEMBER, 'Member@Example.COM']) {
     await assertSucceeds(getDoc(doc(as(email), 'collaboration_sessions/s1/datasets/d1')));
     const snap = await assertSucceeds(getDocs(collection(as(email), 'collaboration_sessions/s1/datasets')));
-    t.deepEqual(snap.docs.map((d) => d.id), ['d1']);
+    t.deepEqual(
+      snap.docs.map((d) => d.id),
+      ['d1'],
+    );
   }
   await assertFails(getDoc(doc(as(STRANGER), 'collaboration_sessions/s1/datasets/d1')));
   await assertFails(getDocs(collection(as(STRANGER), 'collaboration_sessions/s1/datasets')));
@@ -214,7 +188,7 @@ test('rules: participants read their session\'s datasets (get and list); others,
   await assertFails(getDoc(doc(as(OWNER), 'collaboration_sessions/nope/datasets/d1')));
 });
 
-test('rules: nobody writes datasets, not even the session\'s participants; queries stay unreadable', async (t) => {
+test("rules: nobody writes datasets, not even the session's participants; queries stay unreadable", async (t) => {
   for (const email of [OWNER, MEMBER]) {
     const db = as(email);
     await assertFails(setDoc(doc(db, 'collaboration_sessions/s1/datasets/new'), { id: 'new', table: 'x' }));

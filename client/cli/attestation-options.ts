@@ -21,11 +21,7 @@ export const ATTESTATION_HELP: ReadonlyArray<readonly [string, string]> = [
  * worker's URL (TEE_SERVICE_ENDPOINT). With the dev opt-in and no digest anywhere, the digest the
  * dev token claims is taken, as `cleanroom attest` does.
  */
-export function attestationChoice(
-  command: Pick<Command, 'usage'>,
-  ctx: CliContext,
-  values: { 'expect-digest'?: string[]; 'allow-insecure-dev'?: boolean },
-): AttestationChoice {
+export function attestationChoice(command: Pick<Command, 'usage'>, ctx: CliContext, values: { 'expect-digest'?: string[]; 'allow-insecure-dev'?: boolean }): AttestationChoice {
   const digests = values['expect-digest'] ?? ctx.config.workerDigests;
   if (!digests.every(isImageDigest)) throw new UsageError('--expect-digest must be sha256:<64 lowercase hex>', command.usage);
   const allowInsecureDev = values['allow-insecure-dev'] ?? ctx.config.allowInsecureDevAttestation;
@@ -43,11 +39,7 @@ export function explainRefusal(error: unknown, choice: AttestationChoice): unkno
     return new CleanroomError(error.code, `${error.message} (none given: use --expect-digest or CLEANROOM_WORKER_DIGESTS)`, { cause: error });
   }
   if (error instanceof CleanroomError && error.code === 'ATTESTATION_INSECURE_DEV') {
-    return new CleanroomError(
-      error.code,
-      `${error.message} (the worker runs the dev attester, which proves nothing: only for a local stack, pass --allow-insecure-dev)`,
-      { cause: error },
-    );
+    return new CleanroomError(error.code, `${error.message} (the worker runs the dev attester, which proves nothing: only for a local stack, pass --allow-insecure-dev)`, { cause: error });
   }
   return error;
 }
@@ -56,7 +48,7 @@ export function explainRefusal(error: unknown, choice: AttestationChoice): unkno
 export function insecureWarning(digestPinned: boolean): string {
   const lines = [
     'INSECURE DEV ATTESTATION: NOTHING IS ATTESTED',
-    'The token comes from the worker\'s dev attester, not from a TEE: no confidential',
+    "The token comes from the worker's dev attester, not from a TEE: no confidential",
     'hardware, no secure boot, debugging enabled. Anyone can run a dev attester and mint',
     'such a token, so it proves nothing about the code or the machine.',
     ...(digestPinned ? [] : ['The image digest was not checked: it is whatever the worker claims.']),

@@ -34,12 +34,7 @@ export const JSON_OPTION = { json: { type: 'boolean' } } as const;
  * `parseArgs` in strict mode with exactly the named positionals; any mistake is a UsageError
  * carrying the command's usage line.
  */
-export function parseCommandArgs<const O extends ParseArgsOptionsConfig>(
-  command: Pick<Command, 'usage'>,
-  argv: string[],
-  options: O,
-  positionalNames: readonly string[] = [],
-) {
+export function parseCommandArgs<const O extends ParseArgsOptionsConfig>(command: Pick<Command, 'usage'>, argv: string[], options: O, positionalNames: readonly string[] = []) {
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true, allowNegative: true });
@@ -63,20 +58,14 @@ export function required<T>(command: Pick<Command, 'usage'>, value: T | undefine
 }
 
 /** An option value from a closed set, or a UsageError listing the choices. */
-export function oneOf<const T extends string>(
-  command: Pick<Command, 'usage'>,
-  value: string | undefined,
-  choices: readonly T[],
-  flag: string,
-): T | undefined {
+export function oneOf<const T extends string>(command: Pick<Command, 'usage'>, value: string | undefined, choices: readonly T[], flag: string): T | undefined {
   if (value === undefined) return undefined;
   if ((choices as readonly string[]).includes(value)) return value as T;
   throw new UsageError(`${flag} must be one of ${choices.join(', ')}`, command.usage);
 }
 
 function isParseArgsError(error: unknown): error is Error {
-  return error instanceof Error && typeof (error as NodeJS.ErrnoException).code === 'string' &&
-    (error as NodeJS.ErrnoException).code!.startsWith('ERR_PARSE_ARGS_');
+  return error instanceof Error && typeof (error as NodeJS.ErrnoException).code === 'string' && (error as NodeJS.ErrnoException).code!.startsWith('ERR_PARSE_ARGS_');
 }
 
 function firstSentence(message: string): string {

@@ -44,7 +44,10 @@ export function loadCliConfig(env: Record<string, string | undefined>): CliConfi
   const home = env.CLEANROOM_HOME ? resolve(env.CLEANROOM_HOME) : join(homedir(), '.cleanroom');
   const worker = workerUrl(env.TEE_SERVICE_ENDPOINT || 'http://localhost:8080');
   if (typeof worker !== 'string') throw invalid(`TEE_SERVICE_ENDPOINT ${worker.problem}`);
-  const workerDigests = (env.CLEANROOM_WORKER_DIGESTS ?? '').split(',').map((d) => d.trim()).filter((d) => d !== '');
+  const workerDigests = (env.CLEANROOM_WORKER_DIGESTS ?? '')
+    .split(',')
+    .map((d) => d.trim())
+    .filter((d) => d !== '');
   if (!workerDigests.every(isImageDigest)) throw invalid('CLEANROOM_WORKER_DIGESTS must be a comma-separated list of sha256:<64 hex>');
   const insecure = env.CLEANROOM_ALLOW_INSECURE_DEV_ATTESTATION ?? '';
   if (!['', '0', '1'].includes(insecure)) throw invalid('CLEANROOM_ALLOW_INSECURE_DEV_ATTESTATION must be 1 or 0');

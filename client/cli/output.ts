@@ -36,10 +36,7 @@ export function formatSession(session: SessionView): string {
 /** Sessions as a table, one per line. */
 export function formatSessionTable(sessions: readonly SessionView[]): string {
   if (sessions.length === 0) return 'no sessions\n';
-  const rows = [
-    ['ID', 'STATUS', 'CREATED', 'OWNER', 'NAME'],
-    ...sessions.map((s) => [s.id, s.status, s.created_at, s.owner_email, s.name].map(safe)),
-  ];
+  const rows = [['ID', 'STATUS', 'CREATED', 'OWNER', 'NAME'], ...sessions.map((s) => [s.id, s.status, s.created_at, s.owner_email, s.name].map(safe))];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return `${rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n')}\n`;
 }

@@ -38,10 +38,7 @@ export function formatQuery(query: QueryView): string {
 /** Queries as a table, one per line, with the SQL's first line shortened. */
 export function formatQueryTable(queries: readonly QueryView[]): string {
   if (queries.length === 0) return 'no queries\n';
-  const rows = [
-    ['ID', 'STATUS', 'CREATED', 'PROPOSER', 'ERROR', 'SQL'],
-    ...queries.map((q) => [q.id, q.status, q.created_at, q.proposer, q.error_code ?? '-', preview(q.sql)].map(safe)),
-  ];
+  const rows = [['ID', 'STATUS', 'CREATED', 'PROPOSER', 'ERROR', 'SQL'], ...queries.map((q) => [q.id, q.status, q.created_at, q.proposer, q.error_code ?? '-', preview(q.sql)].map(safe))];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return `${rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n')}\n`;
 }

@@ -2,14 +2,7 @@ import * as v from 'valibot';
 import type { CreateUploadRequest, RegisterDatasetRequest } from '../../protocol/dataset.ts';
 import { CleanroomError } from '../../protocol/errors.ts';
 import type { ProposeQueryRequest, QueryStatus } from '../../protocol/query.ts';
-import {
-  SessionIdSchema,
-  type CreateSessionRequest,
-  type ParticipantView,
-  type RegisterKeysRequest,
-  type SessionStatus,
-  type SessionView,
-} from '../../protocol/session.ts';
+import { SessionIdSchema, type CreateSessionRequest, type ParticipantView, type RegisterKeysRequest, type SessionStatus, type SessionView } from '../../protocol/session.ts';
 import { TransportError } from './errors.ts';
 import {
   DatasetListSchema,
@@ -100,7 +93,11 @@ export class CleanroomApi {
 
   /** Every session of the caller across all pages, newest first, fetched a page at a time. */
   async *iterateSessions(query: Omit<ListSessionsQuery, 'cursor'> = {}): AsyncGenerator<SessionView, void, undefined> {
-    yield* this.#walk('/api/tee/sessions', (cursor) => this.listSessions({ ...query, ...cursor }), (page) => page.sessions);
+    yield* this.#walk(
+      '/api/tee/sessions',
+      (cursor) => this.listSessions({ ...query, ...cursor }),
+      (page) => page.sessions,
+    );
   }
 
   /** `GET /api/tee/sessions/:id`; SESSION_NOT_FOUND also when the caller does not take part. */
@@ -131,7 +128,11 @@ export class CleanroomApi {
   /** Every query of a session across all pages, newest first, fetched a page at a time. */
   async *iterateQueries(sessionId: string, query: Omit<ListQueriesQuery, 'cursor'> = {}): AsyncGenerator<QueryView, void, undefined> {
     const path = `${sessionPath(sessionId)}/queries`;
-    yield* this.#walk(path, (cursor) => this.listQueries(sessionId, { ...query, ...cursor }), (page) => page.queries);
+    yield* this.#walk(
+      path,
+      (cursor) => this.listQueries(sessionId, { ...query, ...cursor }),
+      (page) => page.queries,
+    );
   }
 
   /** `GET /api/tee/sessions/:id/queries/:qid`: SESSION_NOT_FOUND, then QUERY_NOT_FOUND. */
@@ -194,11 +195,7 @@ export class CleanroomApi {
     return this.#call('GET', `${queryPath(sessionId, queryId)}/result`, SealedResultEnvelopeSchema);
   }
 
-  async *#walk<P extends { next_cursor: string | null }, T>(
-    path: string,
-    fetchPage: (cursor: { cursor?: string }) => Promise<P>,
-    items: (page: P) => T[],
-  ): AsyncGenerator<T, void, undefined> {
+  async *#walk<P extends { next_cursor: string | null }, T>(path: string, fetchPage: (cursor: { cursor?: string }) => Promise<P>, items: (page: P) => T[]): AsyncGenerator<T, void, undefined> {
     let cursor: string | undefined;
     for (;;) {
       const page = await fetchPage(cursor !== undefined ? { cursor } : {});
@@ -213,12 +210,7 @@ export class CleanroomApi {
     }
   }
 
-  async #call<S extends v.GenericSchema>(
-    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
-    path: string,
-    schema: S,
-    body?: unknown,
-  ): Promise<v.InferOutput<S>> {
+  async #call<S extends v.GenericSchema>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, schema: S, body?: unknown): Promise<v.InferOutput<S>> {
     return requestJson({
       fetch: this.#fetch,
       baseUrl: this.#baseUrl,

@@ -49,8 +49,7 @@ export function policyForToken(token: string, choice: AttestationChoice): Chosen
   refuseForeignDevIssuer(unverified, devIssuer);
   const claimedDigest = unverified?.submods?.container?.image_digest;
   const takeClaimed =
-    choice.allowInsecureDev === true && choice.acceptDevClaimedDigest === true && choice.allowedImageDigests.length === 0 &&
-    unverified?.iss === devIssuer && claimedDigest !== undefined;
+    choice.allowInsecureDev === true && choice.acceptDevClaimedDigest === true && choice.allowedImageDigests.length === 0 && unverified?.iss === devIssuer && claimedDigest !== undefined;
   return {
     policy: {
       audience: choice.audience ?? DEFAULT_ATTESTATION_AUDIENCE,
@@ -79,8 +78,5 @@ function refuseForeignDevIssuer(claims: AttestationClaims | undefined, devIssuer
   if (claims === undefined || claims.iss === devIssuer) return;
   const looksDev = claims.hwmodel === INSECURE_DEV_HWMODEL || claims.iss.endsWith(DEV_ATTESTATION_PATH);
   if (!looksDev) return;
-  throw new CleanroomError(
-    'ATTESTATION_ISSUER',
-    `the worker's dev attester names itself ${claims.iss}, not ${devIssuer}: reach the worker by the URL it was given as its TEE_SERVICE_ENDPOINT`,
-  );
+  throw new CleanroomError('ATTESTATION_ISSUER', `the worker's dev attester names itself ${claims.iss}, not ${devIssuer}: reach the worker by the URL it was given as its TEE_SERVICE_ENDPOINT`);
 }

@@ -261,7 +261,10 @@ function typeOf(mask: number): DatasetColumnType {
 
 /** The column names, checked as a registration will check them. */
 function header(fields: string[]): string[] {
-  const parsed = v.safeParse(DatasetSchemaSchema, fields.map((name) => ({ name, type: 'VARCHAR' })));
+  const parsed = v.safeParse(
+    DatasetSchemaSchema,
+    fields.map((name) => ({ name, type: 'VARCHAR' })),
+  );
   if (!parsed.success) {
     const issue = parsed.issues[0];
     const where = issue.path?.[0]?.key;

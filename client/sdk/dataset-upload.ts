@@ -1,14 +1,6 @@
 import * as v from 'valibot';
 import { wrapDataKey } from '../../protocol/data-key.ts';
-import {
-  DEFAULT_CHUNK_BYTES,
-  DatasetHeaderInitSchema,
-  datasetCiphertextBytes,
-  encryptDataset,
-  generateDataKey,
-  type ChunkAead,
-  type DatasetHeaderInit,
-} from '../../protocol/dataset-format.ts';
+import { DEFAULT_CHUNK_BYTES, DatasetHeaderInitSchema, datasetCiphertextBytes, encryptDataset, generateDataKey, type ChunkAead, type DatasetHeaderInit } from '../../protocol/dataset-format.ts';
 import type { DatasetFormat } from '../../protocol/dataset.ts';
 import { CleanroomError, isErrorCode } from '../../protocol/errors.ts';
 import { createSha256, toHex, type Sha256 } from '../../protocol/sha256.ts';
@@ -188,13 +180,7 @@ function measure(source: ReadableStream<Uint8Array>, hash: Sha256) {
 }
 
 /** PUTs the stream to the signed URL; the source's own error wins over fetch's wrapper of it. */
-async function put(
-  ticket: UploadTicketView,
-  body: ReadableStream<Uint8Array> | Blob,
-  fetchFn: FetchLike,
-  failure: () => unknown,
-  signal: AbortSignal | undefined,
-): Promise<void> {
+async function put(ticket: UploadTicketView, body: ReadableStream<Uint8Array> | Blob, fetchFn: FetchLike, failure: () => unknown, signal: AbortSignal | undefined): Promise<void> {
   let response: Response;
   try {
     // `duplex: 'half'` is how fetch sends a streamed request body (not yet in the DOM typings).

@@ -14,13 +14,7 @@ export interface DevToken {
  * when given (a key-binding token; the API refuses such a token as a bearer token). Returns null
  * when the API has no such route (it is not a local stack: a deployed API never mounts it).
  */
-export async function requestDevToken(options: {
-  baseUrl: string;
-  email: string;
-  nonce?: string;
-  fetch?: FetchLike;
-  timeoutMs?: number;
-}): Promise<DevToken | null> {
+export async function requestDevToken(options: { baseUrl: string; email: string; nonce?: string; fetch?: FetchLike; timeoutMs?: number }): Promise<DevToken | null> {
   try {
     const issued = await requestJson({
       fetch: options.fetch ?? ((input, init) => fetch(input, init)),

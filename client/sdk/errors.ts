@@ -2,13 +2,7 @@
  * Why a request got no usable answer from the API, the worker or an upload URL (as opposed to an
  * error code of theirs).
  */
-export type TransportErrorCode =
-  | 'API_UNREACHABLE'
-  | 'API_TIMEOUT'
-  | 'WORKER_UNREACHABLE'
-  | 'WORKER_TIMEOUT'
-  | 'UPLOAD_UNREACHABLE'
-  | 'UNEXPECTED_RESPONSE';
+export type TransportErrorCode = 'API_UNREACHABLE' | 'API_TIMEOUT' | 'WORKER_UNREACHABLE' | 'WORKER_TIMEOUT' | 'UPLOAD_UNREACHABLE' | 'UNEXPECTED_RESPONSE';
 
 /**
  * The request never produced an API answer: nothing listens at the URL, the API did not answer

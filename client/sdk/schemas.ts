@@ -11,9 +11,7 @@ export const ParticipantViewSchema = v.looseObject({
   email: v.string(),
   role: v.picklist(['owner', 'participant']),
   added_at: v.string(),
-  keys: v.nullable(
-    v.looseObject({ signing_kid: v.string(), encryption_kid: v.string(), registered_at: v.string() }),
-  ),
+  keys: v.nullable(v.looseObject({ signing_kid: v.string(), encryption_kid: v.string(), registered_at: v.string() })),
 });
 
 /** A `SessionView` as received. */

@@ -8,8 +8,7 @@ export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
 /** A `FetchLike` in the shape of the global `fetch`, for jose's and the verifier's key fetching. */
 export function asGlobalFetch(fetchFn: FetchLike): typeof fetch {
-  return ((input: string | URL | Request, init?: RequestInit) =>
-    fetchFn(input instanceof Request ? input.url : String(input), init ?? {})) as typeof fetch;
+  return ((input: string | URL | Request, init?: RequestInit) => fetchFn(input instanceof Request ? input.url : String(input), init ?? {})) as typeof fetch;
 }
 
 /** One JSON request to the API. */

@@ -143,10 +143,7 @@ export class ExecutionContext {
     );
     this.#child.stdout!.on('data', (chunk: Buffer) => this.#reader.push(chunk));
     renice(this.#child.pid, STARTING_PRIORITY);
-    this.ready = this.#request(
-      { t: 'init', threads: options.limits.threads, memoryLimitMb: options.limits.memoryLimitMb, directory: `${this.#directory}/` },
-      'ready',
-    )
+    this.ready = this.#request({ t: 'init', threads: options.limits.threads, memoryLimitMb: options.limits.memoryLimitMb, directory: `${this.#directory}/` }, 'ready')
       .then(() => Promise.all(Object.values(WARM_UP_FILES).map((name) => rm(join(this.#directory, name), { force: true }))))
       .then(() => {
         if (this.#phase === 'starting') this.#phase = 'idle';

@@ -15,8 +15,7 @@ import { WARM_UP_COLUMNS, WARM_UP_FILES } from './warm-up.ts';
  * number of cells or a cell that does not parse as its declared type fails the load, an empty
  * unquoted cell is NULL and `""` an empty string.
  */
-const CSV_OPTIONS =
-  "delim = ',', quote = '\"', escape = '\"', auto_detect = false, strict_mode = true, ignore_errors = false, null_padding = false, allow_quoted_nulls = false, compression = 'none'";
+const CSV_OPTIONS = "delim = ',', quote = '\"', escape = '\"', auto_detect = false, strict_mode = true, ignore_errors = false, null_padding = false, allow_quoted_nulls = false, compression = 'none'";
 /** The header row is read on its own; a small buffer keeps that read to the start of the file. */
 const HEADER_BUFFER_BYTES = 1024 * 1024;
 
@@ -63,9 +62,7 @@ function columnsLiteral(columns: readonly { name: string; type: string }[]): str
 async function loadCsv(connection: DuckDBConnection, input: FileInput): Promise<void> {
   const path = sqlString(input.file);
   try {
-    await connection.run(
-      `CREATE TABLE ${quoteIdentifier(input.name)} AS SELECT * FROM read_csv(${path}, header = true, ${CSV_OPTIONS}, columns = ${columnsLiteral(input.columns)})`,
-    );
+    await connection.run(`CREATE TABLE ${quoteIdentifier(input.name)} AS SELECT * FROM read_csv(${path}, header = true, ${CSV_OPTIONS}, columns = ${columnsLiteral(input.columns)})`);
   } catch (error) {
     throw asLoadError(error, 'DATASET_MALFORMED');
   }
@@ -73,9 +70,7 @@ async function loadCsv(connection: DuckDBConnection, input: FileInput): Promise<
   const asText = input.columns.map((_, i) => ({ name: `c${i}`, type: 'VARCHAR' }));
   let header: unknown[] | undefined;
   try {
-    const reader = await connection.runAndReadAll(
-      `SELECT * FROM read_csv(${path}, header = false, ${CSV_OPTIONS}, buffer_size = ${HEADER_BUFFER_BYTES}, columns = ${columnsLiteral(asText)}) LIMIT 1`,
-    );
+    const reader = await connection.runAndReadAll(`SELECT * FROM read_csv(${path}, header = false, ${CSV_OPTIONS}, buffer_size = ${HEADER_BUFFER_BYTES}, columns = ${columnsLiteral(asText)}) LIMIT 1`);
     header = reader.getRows()[0];
   } catch (error) {
     throw asLoadError(error, 'DATASET_SCHEMA_MISMATCH');
@@ -99,8 +94,7 @@ async function loadParquet(connection: DuckDBConnection, input: FileInput): Prom
   } catch (error) {
     throw asLoadError(error, 'DATASET_MALFORMED');
   }
-  const matches =
-    found.length === input.columns.length && input.columns.every((column, i) => found[i]!.name === column.name && EXACT_CASTS[column.type].includes(found[i]!.type));
+  const matches = found.length === input.columns.length && input.columns.every((column, i) => found[i]!.name === column.name && EXACT_CASTS[column.type].includes(found[i]!.type));
   if (!matches) throw coded('DATASET_SCHEMA_MISMATCH');
   const select = input.columns.map((c) => `CAST(${quoteIdentifier(c.name)} AS ${c.type}) AS ${quoteIdentifier(c.name)}`).join(', ');
   try {

@@ -42,7 +42,10 @@ export class TestOnlyPlaintextFixtureInputs implements InputSource {
     if (!SESSION_DIR.test(request.sessionId)) return [];
     try {
       const files = await readdir(join(this.#directory, request.sessionId));
-      return files.filter((f) => f.endsWith('.csv')).map((f) => f.slice(0, -4)).sort();
+      return files
+        .filter((f) => f.endsWith('.csv'))
+        .map((f) => f.slice(0, -4))
+        .sort();
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw error;

@@ -33,7 +33,7 @@ type Node = Record<string, unknown>;
 // Fixed messages: none quotes the SQL or names what it found (DESIGN invariant 11).
 const MESSAGE = {
   statement: 'only a single SELECT statement may run',
-  table: 'the query may read only its session\'s input tables',
+  table: "the query may read only its session's input tables",
   tableFunction: 'table functions and file or URL readers are not allowed',
   function: 'the query calls a function that is not allowed',
   construct: 'the query uses a construct that is not allowed',

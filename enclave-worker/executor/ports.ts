@@ -1,13 +1,5 @@
 import * as v from 'valibot';
-import {
-  DATASET_FORMATS,
-  DatasetSchemaSchema,
-  TableNameSchema,
-  type DatasetColumnType,
-  type DatasetFormat,
-  type TaskInput,
-  type TaskRecipientKey,
-} from '../../protocol/dataset.ts';
+import { DATASET_FORMATS, DatasetSchemaSchema, TableNameSchema, type DatasetColumnType, type DatasetFormat, type TaskInput, type TaskRecipientKey } from '../../protocol/dataset.ts';
 
 /**
  * The executor's two ports: where a query's plaintext inputs come from and where its result goes.

@@ -122,9 +122,7 @@ export class SqliteLeaseStore implements LeaseStore {
 
   async release(key: LeaseKey, bootId: string): Promise<void> {
     this.#transaction(() =>
-      this.#db
-        .prepare(`DELETE FROM task_leases WHERE query_id = ? AND attempt = ? AND jti = ? AND boot_id = ? AND state = 'running'`)
-        .run(key.queryId, key.attempt, key.jti, bootId),
+      this.#db.prepare(`DELETE FROM task_leases WHERE query_id = ? AND attempt = ? AND jti = ? AND boot_id = ? AND state = 'running'`).run(key.queryId, key.attempt, key.jti, bootId),
     );
   }
 

@@ -47,9 +47,7 @@ export async function runTask(payload: TaskPayload, signal: AbortSignal, executo
   if (running === 'refused') return { status: 'FAILED', code: 'ILLEGAL_TRANSITION' };
   if (running === 'unreachable') throw new CleanroomError('STORE_UNAVAILABLE', 'the control plane is unreachable', { retryAfter: 10 });
   const recipients = recipientKeysOf(payload);
-  const outcome = recipients
-    ? await executor.execute(executeRequestOf(payload, recipients, signal))
-    : ({ status: 'FAILED', code: 'RECIPIENT_KEY_MISSING' } as const);
+  const outcome = recipients ? await executor.execute(executeRequestOf(payload, recipients, signal)) : ({ status: 'FAILED', code: 'RECIPIENT_KEY_MISSING' } as const);
   if (outcome.status === 'CANCELLED') throw new CleanroomError('TASK_IN_PROGRESS', 'the task request closed', { retryAfter: 1 });
   const at = new Date().toISOString();
   const reported =

@@ -43,10 +43,7 @@ const FAILED_PRECONDITION = 9;
  * access comes from its attestation token through workload identity federation: a token being
  * refreshed, or a policy being rolled out, refuses for a while and then works again.
  */
-const TRANSIENT = new Set([
-  4 /* DEADLINE_EXCEEDED */, 7 /* PERMISSION_DENIED */, 8 /* RESOURCE_EXHAUSTED */, 10 /* ABORTED */, 13 /* INTERNAL */,
-  14 /* UNAVAILABLE */, 16 /* UNAUTHENTICATED */,
-]);
+const TRANSIENT = new Set([4 /* DEADLINE_EXCEEDED */, 7 /* PERMISSION_DENIED */, 8 /* RESOURCE_EXHAUSTED */, 10 /* ABORTED */, 13 /* INTERNAL */, 14 /* UNAVAILABLE */, 16 /* UNAUTHENTICATED */]);
 const RETRY_AFTER_SECONDS = 5;
 
 /**

@@ -1,11 +1,5 @@
 import { nextAuditEntry } from '../../protocol/audit.ts';
-import {
-  DATASET_LIMITS,
-  objectKeys,
-  type CreateUploadRequest,
-  type RegisterDatasetRequest,
-  type UploadTicket,
-} from '../../protocol/dataset.ts';
+import { DATASET_LIMITS, objectKeys, type CreateUploadRequest, type RegisterDatasetRequest, type UploadTicket } from '../../protocol/dataset.ts';
 import { CleanroomError } from '../../protocol/errors.ts';
 import { resolveDataPathDeps, type DataPathDeps, type ResolvedDataPathDeps } from './datapath-deps.ts';
 import { assertMayUpload, registerDataset } from './dataset-rules.ts';
@@ -102,7 +96,7 @@ export class DataPathService {
     assertParticipant(await this.#deps.store.get(sessionId), actor);
     const query = await this.#deps.store.getQuery(sessionId, queryId);
     if (!query) throw new CleanroomError('QUERY_NOT_FOUND', 'query not found');
-    if (!query.recipients.includes(actor)) throw new CleanroomError('FORBIDDEN', 'only the query\'s recipients may fetch its result');
+    if (!query.recipients.includes(actor)) throw new CleanroomError('FORBIDDEN', "only the query's recipients may fetch its result");
     if (query.status !== 'SUCCEEDED') throw new CleanroomError('RESULT_NOT_READY', `the query is ${query.status}`);
     const sealed = await this.#deps.objects.read(objectKeys.result(sessionId, queryId));
     if (!sealed) throw new CleanroomError('RESULT_NOT_FOUND', 'the result is not in the object store');

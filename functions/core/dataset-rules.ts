@@ -17,13 +17,7 @@ import { assertActive } from './session-rules.ts';
  * size is within `maxBytes` (DATASET_TOO_LARGE), the id is new (DATASET_EXISTS) and there is room
  * (VALIDATION_FAILED past `DATASET_LIMITS.maxDatasetsPerSession`).
  */
-export function assertMayUpload(
-  session: SessionRecord,
-  datasets: readonly DatasetRecord[],
-  actor: string,
-  request: CreateUploadRequest,
-  maxBytes: number,
-): void {
+export function assertMayUpload(session: SessionRecord, datasets: readonly DatasetRecord[], actor: string, request: CreateUploadRequest, maxBytes: number): void {
   assertActive(session);
   if (!session.participants.find((p) => p.email === actor)?.keys) {
     throw new CleanroomError('FORBIDDEN', 'register your keys in this session (PUT .../participants/me/keys) before adding data');

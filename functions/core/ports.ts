@@ -94,10 +94,7 @@ export interface QueryStore {
    * Queries of every session in `status` since strictly before `before`, oldest first: the
    * reconciler's view of stale work.
    */
-  listQueriesInStatus(
-    status: QueryStatus,
-    options: { before: string; limit: number; after?: StatusCursor },
-  ): Promise<QueryRecord[]>;
+  listQueriesInStatus(status: QueryStatus, options: { before: string; limit: number; after?: StatusCursor }): Promise<QueryRecord[]>;
 }
 
 /**
@@ -164,10 +161,7 @@ export interface ObjectStore {
  * Cloud Storage, HMAC-signed URLs to the embedded API's `/objects/` route locally.
  */
 export interface UploadSigner {
-  signUpload(
-    key: string,
-    options: { expiresInSeconds: number; maxBytes: number },
-  ): Promise<{ url: string; method: 'PUT'; headers: Record<string, string>; expiresAt: Date }>;
+  signUpload(key: string, options: { expiresInSeconds: number; maxBytes: number }): Promise<{ url: string; method: 'PUT'; headers: Record<string, string>; expiresAt: Date }>;
 }
 
 /** Wall-clock time, injected so expiry and ordering are testable. */

@@ -14,9 +14,7 @@ import type { QueryRecord } from './records.ts';
 export async function dispatch(deps: ResolvedQueryDeps, query: QueryRecord): Promise<boolean> {
   try {
     // Read here, outside any transaction; the records never change, so this is no race.
-    const datasets = query.inputs?.length
-      ? await deps.store.listDatasets(query.session_id, { limit: DATASET_LIMITS.maxDatasetsPerSession })
-      : [];
+    const datasets = query.inputs?.length ? await deps.store.listDatasets(query.session_id, { limit: DATASET_LIMITS.maxDatasetsPerSession }) : [];
     await deps.queue.enqueue(await signedTaskFor(query, datasets, deps.taskTtlSeconds, deps.signer));
     return true;
   } catch (error) {
@@ -31,11 +29,7 @@ export async function dispatch(deps: ResolvedQueryDeps, query: QueryRecord): Pro
  * Whoever commits the QUEUED write enqueues; a racer finds the query no longer APPROVED and
  * does nothing, so one approval yields one task name.
  */
-export async function queueApproved(
-  deps: ResolvedQueryDeps,
-  sessionId: string,
-  queryId: string,
-): Promise<{ query: QueryRecord; dispatched: boolean | null }> {
+export async function queueApproved(deps: ResolvedQueryDeps, sessionId: string, queryId: string): Promise<{ query: QueryRecord; dispatched: boolean | null }> {
   const { query, changed } = await transact(deps, sessionId, queryId, (session, query, now) => {
     if (!session || !query) throw new CleanroomError('QUERY_NOT_FOUND', 'query not found');
     if (query.status !== 'APPROVED') return { unchanged: query };

@@ -77,9 +77,7 @@ export async function reconcileQueries(deps: ResolvedQueryDeps, now: Date): Prom
 
   await sweep(deps, 'RUNNING', ago(deps.runningTimeoutSeconds), report, async (stale) => {
     // Only the run that was stale when listed: a fresh RUNNING since then is left alone.
-    const after = await systemTransition(deps, stale, (q, at) =>
-      q.status === 'RUNNING' && q.started_at === stale.started_at ? rules.failQuery(q, 'QUERY_TIMEOUT', at) : null,
-    );
+    const after = await systemTransition(deps, stale, (q, at) => (q.status === 'RUNNING' && q.started_at === stale.started_at ? rules.failQuery(q, 'QUERY_TIMEOUT', at) : null));
     tally(stale, after);
   });
   return report;
@@ -95,11 +93,7 @@ function count(report: ReconcileReport, before: QueryRecord, after: QueryRecord)
 }
 
 /** A transition by the control plane on fresh data; `decide` returning null leaves the query be. */
-async function systemTransition(
-  deps: ResolvedQueryDeps,
-  stale: QueryRecord,
-  decide: (query: QueryRecord, now: string, session: SessionRecord) => rules.QueryTransition | null,
-): Promise<QueryRecord> {
+async function systemTransition(deps: ResolvedQueryDeps, stale: QueryRecord, decide: (query: QueryRecord, now: string, session: SessionRecord) => rules.QueryTransition | null): Promise<QueryRecord> {
   const { query } = await transact(deps, stale.session_id, stale.id, (session, query, now) => {
     if (!session || !query) throw new CleanroomError('QUERY_NOT_FOUND', 'query not found');
     const transition = decide(query, now, session);
@@ -109,13 +103,7 @@ async function systemTransition(
 }
 
 /** Pages through queries in `status` since before `before`, oldest first; one failure skips one query. */
-async function sweep(
-  deps: ResolvedQueryDeps,
-  status: QueryStatus,
-  before: string,
-  report: ReconcileReport,
-  handle: (query: QueryRecord) => Promise<void>,
-): Promise<void> {
+async function sweep(deps: ResolvedQueryDeps, status: QueryStatus, before: string, report: ReconcileReport, handle: (query: QueryRecord) => Promise<void>): Promise<void> {
   let after: StatusCursor | undefined;
   for (let seen = 0; seen < SWEEP_LIMIT; ) {
     const rows = await deps.store.listQueriesInStatus(status, { before, limit: SWEEP_PAGE, ...(after ? { after } : {}) });

@@ -67,20 +67,16 @@ export function requiredApprovers(session: SessionRecord, proposer: string): str
  * the session's) are fixed now, so approvers approve exactly what will run. Proposing counts as
  * the proposer's approval, so a query whose approvers are the proposer alone is APPROVED at once.
  */
-export async function proposeQuery(
-  session: SessionRecord,
-  actor: string,
-  input: ProposeQueryRequest,
-  id: string,
-  now: string,
-  datasets: readonly DatasetRecord[],
-): Promise<QueryTransition> {
+export async function proposeQuery(session: SessionRecord, actor: string, input: ProposeQueryRequest, id: string, now: string, datasets: readonly DatasetRecord[]): Promise<QueryTransition> {
   assertActive(session);
   const recipients = [...new Set(input.recipients ?? [actor])];
   const outsider = recipients.find((email) => !session.participant_emails.includes(email));
   if (outsider !== undefined) throw new CleanroomError('NOT_A_RECIPIENT', `${outsider} does not take part in the session`);
   const recipient_keys = recipientKeysFor(session, recipients);
-  const inputs = selectInputs(input.sql, datasets.filter((d) => d.session_id === session.id));
+  const inputs = selectInputs(
+    input.sql,
+    datasets.filter((d) => d.session_id === session.id),
+  );
   const required = requiredApprovers(session, actor);
   const approved = required.every((email) => email === actor);
   const next: QueryDraft = {
@@ -131,9 +127,7 @@ export function approveQuery(session: SessionRecord, query: QueryRecord, actor: 
   const approvedBy = new Set(decisions.filter((d) => d.decision === 'approve').map((d) => d.email));
   const complete = query.required_approvers.every((email) => approvedBy.has(email));
   if (complete) assertTransition(query.status, 'APPROVED');
-  const next: QueryDraft = complete
-    ? { ...query, decisions, status: 'APPROVED', status_since: now, approved_at: now, updated_at: now }
-    : { ...query, decisions, updated_at: now };
+  const next: QueryDraft = complete ? { ...query, decisions, status: 'APPROVED', status_since: now, approved_at: now, updated_at: now } : { ...query, decisions, updated_at: now };
   return { next: withoutVersion(next), audit: { action: 'query.approved', details: { query_id: query.id, status: next.status } } };
 }
 

@@ -74,11 +74,7 @@ export class QueryService {
   }
 
   /** A session's queries, newest first, for its participants. */
-  async list(
-    actor: string,
-    sessionId: string,
-    options: { status?: QueryStatus; limit: number; after?: QueryCursor },
-  ): Promise<{ queries: QueryRecord[]; next: QueryCursor | null }> {
+  async list(actor: string, sessionId: string, options: { status?: QueryStatus; limit: number; after?: QueryCursor }): Promise<{ queries: QueryRecord[]; next: QueryCursor | null }> {
     assertParticipant(await this.#deps.store.get(sessionId), actor);
     // One extra row tells whether another page exists without a second query.
     const rows = await this.#deps.store.listQueries(sessionId, { ...options, limit: options.limit + 1 });
@@ -157,10 +153,7 @@ export class QueryService {
   }
 
   /** A person's decision: participants only (no leak), then the query must exist in that session. */
-  #byPerson(
-    actor: string,
-    rule: (session: SessionRecord, query: QueryRecord, actor: string, now: string) => rules.QueryTransition,
-  ): Decide {
+  #byPerson(actor: string, rule: (session: SessionRecord, query: QueryRecord, actor: string, now: string) => rules.QueryTransition): Decide {
     return (session, query, now) => {
       assertParticipant(session, actor);
       if (!query) throw new CleanroomError('QUERY_NOT_FOUND', 'query not found');

@@ -47,12 +47,7 @@ export function taskPayloadFor(query: QueryRecord, ttlSeconds: number, datasets:
  * The signed, named task for the query's current attempt (signing may call KMS: never in a
  * transaction). `datasets`: the records of its session's datasets, at least those it reads.
  */
-export async function signedTaskFor(
-  query: QueryRecord,
-  datasets: readonly DatasetRecord[],
-  ttlSeconds: number,
-  signer: TaskSigner,
-): Promise<QueuedTask> {
+export async function signedTaskFor(query: QueryRecord, datasets: readonly DatasetRecord[], ttlSeconds: number, signer: TaskSigner): Promise<QueuedTask> {
   const body = await signTask(taskPayloadFor(query, ttlSeconds, datasets), signer);
   return { name: await taskName(query.id, query.attempt), body };
 }

@@ -6,11 +6,7 @@ import type { QueryService, ReconcileReport } from './query-service.ts';
  * sessions still to be shredded. One half failing (an outage) does not skip the other: both run,
  * and the first failure is thrown after.
  */
-export async function reconcileAll(
-  queries: QueryService,
-  datapath: DataPathService,
-  now?: Date,
-): Promise<ReconcileReport & ShredReport> {
+export async function reconcileAll(queries: QueryService, datapath: DataPathService, now?: Date): Promise<ReconcileReport & ShredReport> {
   const q = await settle(() => queries.reconcile(now));
   const s = await settle(() => datapath.reconcile(now));
   if (!q.ok) throw q.error;

@@ -124,9 +124,7 @@ export const QueryRecordSchema = v.strictObject({
    * name the SQL names. Dataset records never change, so the id pins the version the approvers
    * saw. Absent on queries proposed before datasets existed.
    */
-  inputs: v.optional(
-    v.pipe(v.array(v.strictObject({ dataset_id: Uuid, table: TableNameSchema })), v.maxLength(DATASET_LIMITS.maxDatasetsPerSession)),
-  ),
+  inputs: v.optional(v.pipe(v.array(v.strictObject({ dataset_id: Uuid, table: TableNameSchema })), v.maxLength(DATASET_LIMITS.maxDatasetsPerSession))),
   /** Each recipient's registered encryption key, fixed when the query is proposed; the result is sealed to these. */
   recipient_keys: v.optional(v.pipe(v.array(TaskRecipientKeySchema), v.maxLength(50))),
   /** Incremented by every write; transitions are conditional on it (and on the session's). */

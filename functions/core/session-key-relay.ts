@@ -46,7 +46,7 @@ export async function relaySessionKey(deps: ResolvedDataPathDeps, sessionId: str
   }
   const bundle = v.safeParse(SessionKeyBundleSchema, parsed);
   if (!bundle.success || bundle.output.session_id !== sessionId) {
-    throw new CleanroomError('WORKER_UNAVAILABLE', 'the worker answered with something other than this session\'s key bundle', {
+    throw new CleanroomError('WORKER_UNAVAILABLE', "the worker answered with something other than this session's key bundle", {
       retryAfter: 5,
     });
   }

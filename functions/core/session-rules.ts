@@ -88,16 +88,15 @@ export function removeParticipant(session: SessionRecord, actor: string, email: 
   assertActive(session);
   if (email === session.owner_email) throw new CleanroomError('OWNER_CANNOT_LEAVE', 'the owner cannot be removed; close the session instead');
   if (!session.participant_emails.includes(email)) throw new CleanroomError('PARTICIPANT_NOT_FOUND', 'not a participant');
-  return withParticipants(session, session.participants.filter((p) => p.email !== email), now);
+  return withParticipants(
+    session,
+    session.participants.filter((p) => p.email !== email),
+    now,
+  );
 }
 
 /** A participant sets (or replaces) their own public keys. */
-export function registerKeys(
-  session: SessionRecord,
-  actor: string,
-  keys: NonNullable<ParticipantRecord['keys']>,
-  now: string,
-): SessionRecord {
+export function registerKeys(session: SessionRecord, actor: string, keys: NonNullable<ParticipantRecord['keys']>, now: string): SessionRecord {
   assertActive(session);
   const participants = session.participants.map((p) => (p.email === actor ? { ...p, keys } : p));
   return withParticipants(session, participants, now);
@@ -129,8 +128,6 @@ export function toParticipantView(p: ParticipantRecord): ParticipantView {
     email: p.email,
     role: p.role,
     added_at: p.added_at,
-    keys: p.keys
-      ? { signing_kid: p.keys.signing_kid, encryption_kid: p.keys.encryption_kid, registered_at: p.keys.registered_at }
-      : null,
+    keys: p.keys ? { signing_kid: p.keys.signing_kid, encryption_kid: p.keys.encryption_kid, registered_at: p.keys.registered_at } : null,
   };
 }

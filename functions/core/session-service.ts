@@ -50,10 +50,7 @@ export class SessionService {
     return session;
   }
 
-  async list(
-    actor: string,
-    options: { status?: SessionStatus; limit: number; after?: SessionCursor },
-  ): Promise<{ sessions: SessionRecord[]; next: SessionCursor | null }> {
+  async list(actor: string, options: { status?: SessionStatus; limit: number; after?: SessionCursor }): Promise<{ sessions: SessionRecord[]; next: SessionCursor | null }> {
     // One extra row tells whether another page exists without a second query.
     const rows = await this.#deps.store.listForParticipant(actor, { ...options, limit: options.limit + 1 });
     const sessions = rows.slice(0, options.limit);
@@ -83,11 +80,7 @@ export class SessionService {
     }));
   }
 
-  registerKeys(
-    actor: string,
-    id: string,
-    keys: Omit<NonNullable<ParticipantRecord['keys']>, 'registered_at'>,
-  ): Promise<SessionRecord> {
+  registerKeys(actor: string, id: string, keys: Omit<NonNullable<ParticipantRecord['keys']>, 'registered_at'>): Promise<SessionRecord> {
     return this.#mutate(actor, id, (s, now) => ({
       next: rules.registerKeys(s, actor, { ...keys, registered_at: now }, now),
       audit: {
@@ -107,11 +100,7 @@ export class SessionService {
    * Read, decide, write if unchanged since the read. A lost race is decided again on fresh data
    * (it may now be refused, e.g. SESSION_CLOSED); `decide` returning null means "nothing to do".
    */
-  async #mutate(
-    actor: string,
-    id: string,
-    decide: (session: SessionRecord, now: string) => { next: SessionRecord; audit: AuditFields } | null,
-  ): Promise<SessionRecord> {
+  async #mutate(actor: string, id: string, decide: (session: SessionRecord, now: string) => { next: SessionRecord; audit: AuditFields } | null): Promise<SessionRecord> {
     for (let attempt = 1; ; attempt++) {
       const current = await this.get(actor, id);
       const now = this.#now();

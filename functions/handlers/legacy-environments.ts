@@ -10,8 +10,8 @@ const SUCCESSOR = '/api/tee/sessions';
  */
 export const environmentsMoved: Handler = async ({ url }) => {
   const successor = url.pathname.replace(/^\/api\/tee\/environments/, SUCCESSOR);
-  return errorResponse(
-    new CleanroomError('ENDPOINT_MOVED', `/api/tee/environments was replaced by ${SUCCESSOR}; use ${successor}`),
-    { deprecation: 'true', link: `<${successor}>; rel="successor-version"` },
-  );
+  return errorResponse(new CleanroomError('ENDPOINT_MOVED', `/api/tee/environments was replaced by ${SUCCESSOR}; use ${successor}`), {
+    deprecation: 'true',
+    link: `<${successor}>; rel="successor-version"`,
+  });
 };

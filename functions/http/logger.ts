@@ -7,8 +7,10 @@ export interface Logger {
 
 /** JSON lines on a stream (stderr by default), the shape Cloud Logging parses. */
 export function jsonLogger(write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
-  const emit = (severity: string) => (message: string, fields: Record<string, unknown> = {}) =>
-    write(`${JSON.stringify({ severity, message, time: new Date().toISOString(), ...fields })}\n`);
+  const emit =
+    (severity: string) =>
+    (message: string, fields: Record<string, unknown> = {}) =>
+      write(`${JSON.stringify({ severity, message, time: new Date().toISOString(), ...fields })}\n`);
   return { info: emit('INFO'), warn: emit('WARNING'), error: emit('ERROR') };
 }
 

@@ -6,10 +6,7 @@ interface CompiledRoute {
   names: string[];
 }
 
-export type Match =
-  | { kind: 'found'; route: Route; params: Record<string, string> }
-  | { kind: 'method-not-allowed'; allowed: Method[] }
-  | { kind: 'not-found' };
+export type Match = { kind: 'found'; route: Route; params: Record<string, string> } | { kind: 'method-not-allowed'; allowed: Method[] } | { kind: 'not-found' };
 
 /**
  * Matches `/a/:id/b` patterns; a parameter is one non-empty path segment. A last segment

@@ -134,8 +134,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
     workerEmail: WORKER_EMAIL,
   });
   if (options.workerUrl) queue.start();
-  const reconcile = () =>
-    reconcileAll(queries, datapath).catch((error: unknown) => log.error('reconcile failed', { error: String(error) }));
+  const reconcile = () => reconcileAll(queries, datapath).catch((error: unknown) => log.error('reconcile failed', { error: String(error) }));
   const reconciler = setInterval(reconcile, options.reconcileEveryMs ?? 60_000);
   reconciler.unref();
 

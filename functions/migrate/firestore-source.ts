@@ -1,13 +1,4 @@
-import {
-  DocumentReference,
-  FieldPath,
-  GeoPoint,
-  Timestamp,
-  type CollectionReference,
-  type DocumentData,
-  type Firestore,
-  type QueryDocumentSnapshot,
-} from '@google-cloud/firestore';
+import { DocumentReference, FieldPath, GeoPoint, Timestamp, type CollectionReference, type DocumentData, type Firestore, type QueryDocumentSnapshot } from '@google-cloud/firestore';
 import type { LegacyItem, LegacySource } from './source.ts';
 
 /** Legacy documents per page; small enough for memory, large enough for few round trips. */

@@ -74,12 +74,7 @@ export const LegacyTeeSchema = v.strictObject({
   ),
   owner_email: v.nullish(EmailSchema),
   created_by: v.nullish(EmailSchema),
-  participant_emails: v.nullish(
-    v.pipe(
-      v.array(EmailSchema, 'must be an array of email addresses'),
-      v.maxLength(LIMITS.maxParticipants, `must list at most ${LIMITS.maxParticipants} participants`),
-    ),
-  ),
+  participant_emails: v.nullish(v.pipe(v.array(EmailSchema, 'must be an array of email addresses'), v.maxLength(LIMITS.maxParticipants, `must list at most ${LIMITS.maxParticipants} participants`))),
   status: v.picklist(LEGACY_STATUSES, `must be one of ${LEGACY_STATUSES.join(', ')}`),
   created_at: LegacyDateSchema,
   updated_at: v.nullish(LegacyDateSchema),

@@ -99,20 +99,13 @@ export async function runMigration(options: MigrationOptions): Promise<Migration
 
 type Outcome = 'migrated' | 'already_migrated' | 'interrupted' | { reasons: string[] };
 
-async function migrateOne(
-  mapped: MappedTee,
-  ref: DocumentReference | null,
-  options: MigrationOptions,
-  report: MigrationReport,
-): Promise<Outcome> {
+async function migrateOne(mapped: MappedTee, ref: DocumentReference | null, options: MigrationOptions, report: MigrationReport): Promise<Outcome> {
   const { store, hooks, signal } = options;
   const existing = await store.get(mapped.id);
   if (existing) {
     // The id is the legacy id, so a session there is ours from an earlier run, unless something
     // else took the id: that one is never overwritten.
-    return existing.migrated_from === mapped.record.migrated_from
-      ? 'already_migrated'
-      : { reasons: [`id: taken by a session that was not migrated from ${mapped.record.migrated_from}`] };
+    return existing.migrated_from === mapped.record.migrated_from ? 'already_migrated' : { reasons: [`id: taken by a session that was not migrated from ${mapped.record.migrated_from}`] };
   }
 
   // First pass: check every child before writing any, so an odd child leaves nothing behind.

@@ -3,17 +3,7 @@ import { CleanroomError } from '../errors.ts';
 import { sha256 } from '../sha256.ts';
 import { type ChunkAead, assertDataKey, recordNonce, webCryptoAead } from './aead.ts';
 import { ByteReader } from './byte-reader.ts';
-import {
-  type DatasetHeader,
-  PREAMBLE_BYTES,
-  RECORD_PREFIX_BYTES,
-  STREAM_TAG_BYTES,
-  TAG_BYTES,
-  parseHeaderBytes,
-  parsePreamble,
-  recordCount,
-  recordPlaintextBytes,
-} from './header.ts';
+import { type DatasetHeader, PREAMBLE_BYTES, RECORD_PREFIX_BYTES, STREAM_TAG_BYTES, TAG_BYTES, parseHeaderBytes, parsePreamble, recordCount, recordPlaintextBytes } from './header.ts';
 
 export interface DecryptDatasetOptions {
   /** The 32-byte data key. Copied. */
@@ -142,9 +132,7 @@ class RecordOpener {
     const i = this.index;
     const front = await this.input.read(RECORD_PREFIX_BYTES);
     if (front.byteLength === 0) {
-      throw i === 0
-        ? new CleanroomError('DATASET_EMPTY', 'the dataset has no records')
-        : new CleanroomError('DATASET_TRUNCATED', `the dataset ends after ${i} of ${this.total} records`);
+      throw i === 0 ? new CleanroomError('DATASET_EMPTY', 'the dataset has no records') : new CleanroomError('DATASET_TRUNCATED', `the dataset ends after ${i} of ${this.total} records`);
     }
     if (front.byteLength < RECORD_PREFIX_BYTES) throw new CleanroomError('DATASET_TRUNCATED', `the dataset ends inside record ${i}`);
     const length = new DataView(front.buffer, front.byteOffset, 4).getUint32(0);

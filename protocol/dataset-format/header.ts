@@ -92,8 +92,7 @@ export function encodeDatasetHeader(header: DatasetHeader): Uint8Array {
 
 /** Exact size of the encrypted file for `header`, e.g. for an upload request before encrypting. */
 export function datasetCiphertextBytes(header: DatasetHeader): number {
-  return MAGIC.byteLength + 4 + encodeDatasetHeader(header).byteLength
-    + recordCount(header) * (RECORD_PREFIX_BYTES + TAG_BYTES) + header.plaintext_bytes;
+  return MAGIC.byteLength + 4 + encodeDatasetHeader(header).byteLength + recordCount(header) * (RECORD_PREFIX_BYTES + TAG_BYTES) + header.plaintext_bytes;
 }
 
 /** The result of parsing the front of a file. */

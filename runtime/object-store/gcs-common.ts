@@ -28,10 +28,7 @@ export type Lazy<T> = () => Promise<T>;
 export function lazyAuth<T extends GcsRequestAuth>(given: T | undefined): Lazy<T> {
   let auth: Promise<T> | undefined;
   // Loaded on first use: the embedded stack never pays for google-auth-library.
-  return () =>
-    (auth ??= given
-      ? Promise.resolve(given)
-      : import('google-auth-library').then(({ GoogleAuth }) => new GoogleAuth({ scopes: [SCOPE] }) as unknown as T));
+  return () => (auth ??= given ? Promise.resolve(given) : import('google-auth-library').then(({ GoogleAuth }) => new GoogleAuth({ scopes: [SCOPE] }) as unknown as T));
 }
 
 export async function readJson<S extends v.GenericSchema>(response: Response, schema: S): Promise<v.InferOutput<S>> {

@@ -109,7 +109,10 @@ export interface V4SigningInput {
  * credential scope `<yyyymmdd>/auto/storage/goog4_request`, payload `UNSIGNED-PAYLOAD`.
  */
 export function v4SigningParts(input: V4SigningInput): { canonicalRequest: string; stringToSign: string; url: string } {
-  const iso = input.now.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '');
+  const iso = input.now
+    .toISOString()
+    .replace(/\.\d{3}Z$/, 'Z')
+    .replace(/[-:]/g, '');
   const scope = `${iso.slice(0, 8)}/auto/storage/goog4_request`;
   const headers = Object.entries({ ...input.headers, host: HOST })
     .map(([name, value]) => [name.toLowerCase(), value.trim().replace(/\s+/g, ' ')] as const)

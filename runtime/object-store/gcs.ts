@@ -17,7 +17,6 @@ const ListPageSchema = v.object({
   nextPageToken: v.optional(v.string()),
 });
 
-
 export interface GcsObjectStoreOptions {
   /**
    * The bucket. It must have object versioning off and no soft-delete retention (at least for

@@ -25,10 +25,13 @@ function as(email: string, extra: { fetch?: FetchLike } = {}) {
 
 /** A fetch that counts its calls and passes them on. */
 function countingFetch(): FetchLike & { calls: number } {
-  const f = Object.assign((input: string, init: RequestInit) => {
-    f.calls++;
-    return fetch(input, init);
-  }, { calls: 0 });
+  const f = Object.assign(
+    (input: string, init: RequestInit) => {
+      f.calls++;
+      return fetch(input, init);
+    },
+    { calls: 0 },
+  );
   return f;
 }
 
@@ -41,7 +44,10 @@ test('sdk: create, get and close a session round-trip as SessionView', async (t)
   const api = as('rt@example.com');
   const created = await api.createSession({ name: 'rt', participant_emails: ['bob@example.com'], approval_policy: 'none' });
   t.is(created.status, 'ACTIVE');
-  t.deepEqual(created.participants.map((p) => p.role), ['owner', 'participant']);
+  t.deepEqual(
+    created.participants.map((p) => p.role),
+    ['owner', 'participant'],
+  );
   t.deepEqual(await api.getSession(created.id), created);
   const closed = await api.closeSession(created.id);
   t.is(closed.status, 'CLOSED');
@@ -56,7 +62,10 @@ test('sdk: listSessions returns one page with a cursor; iterateSessions walks ev
   t.is(first.sessions.length, 2);
   t.truthy(first.next_cursor);
   const second = await api.listSessions({ limit: 2, cursor: first.next_cursor! });
-  t.notDeepEqual(second.sessions.map((s) => s.id), first.sessions.map((s) => s.id));
+  t.notDeepEqual(
+    second.sessions.map((s) => s.id),
+    first.sessions.map((s) => s.id),
+  );
 
   const fetchSpy = countingFetch();
   const walked: string[] = [];
@@ -176,9 +185,12 @@ test('sdk: a page cursor that does not advance stops the iterator with UNEXPECTE
   const page = JSON.stringify({ sessions: [session], next_cursor: 'same' });
   const api = new CleanroomApi({ baseUrl: 'http://api.test', token: async () => 't', fetch: cannedFetch(200, page) });
   const seen: string[] = [];
-  const error = await t.throwsAsync(async () => {
-    for await (const s of api.iterateSessions()) seen.push(s.id);
-  }, { instanceOf: TransportError });
+  const error = await t.throwsAsync(
+    async () => {
+      for await (const s of api.iterateSessions()) seen.push(s.id);
+    },
+    { instanceOf: TransportError },
+  );
   t.is(error?.code, 'UNEXPECTED_RESPONSE');
   t.is(seen.length, 2);
 });

@@ -58,20 +58,23 @@ test('cli: login, create with two participants and flags, list --json, show, clo
   t.like(json(login), { api: stack.apiUrl, email: owner });
   t.true(Date.parse(json(login).expires_at) > Date.now());
 
-  const created = await alice.run(
-    'session', 'create', '--name', 'ad overlap', '--participant', BOB, '--participant', CAROL,
-    '--no-cross-party-joins', '--approval', 'dataset_owners', '--json',
-  );
+  const created = await alice.run('session', 'create', '--name', 'ad overlap', '--participant', BOB, '--participant', CAROL, '--no-cross-party-joins', '--approval', 'dataset_owners', '--json');
   t.is(created.code, 0, created.stderr);
   const session = json(created);
   t.is(session.status, 'ACTIVE');
   t.is(session.owner_email, owner);
-  t.deepEqual(session.participants.map((p: any) => p.email), [owner, BOB, CAROL]);
+  t.deepEqual(
+    session.participants.map((p: any) => p.email),
+    [owner, BOB, CAROL],
+  );
   t.deepEqual(session.config, { allow_cross_party_joins: false, approval_policy: 'dataset_owners' });
 
   const listed = await alice.run('session', 'list', '--json');
   t.is(listed.code, 0, listed.stderr);
-  t.deepEqual(json(listed).sessions.map((s: any) => s.id), [session.id]);
+  t.deepEqual(
+    json(listed).sessions.map((s: any) => s.id),
+    [session.id],
+  );
 
   const shown = await alice.run('session', 'show', session.id);
   t.is(shown.code, 0, shown.stderr);
@@ -151,7 +154,17 @@ for (const [name, args] of usageErrors) {
 
 test('cli: --help prints usage on stdout and exits 0 for the CLI, a group and each command', async (t) => {
   const u = user();
-  for (const args of [['--help'], ['help'], ['session', '--help'], ['login', '--help'], ['token', '-h'], ['session', 'create', '--help'], ['session', 'list', '--help'], ['session', 'show', '--help'], ['session', 'close', '--help']]) {
+  for (const args of [
+    ['--help'],
+    ['help'],
+    ['session', '--help'],
+    ['login', '--help'],
+    ['token', '-h'],
+    ['session', 'create', '--help'],
+    ['session', 'list', '--help'],
+    ['session', 'show', '--help'],
+    ['session', 'close', '--help'],
+  ]) {
     const res = await u.run(...args);
     t.is(res.code, 0, args.join(' '));
     t.regex(res.stdout, /^usage: cleanroom /, args.join(' '));

@@ -45,7 +45,10 @@ for (const [name, csv] of corpus) {
     });
     await loadFiles(connection, `${dir}/`, [{ name: 't', file, format: 'csv', columns: described.schema, rowCount: described.rowCount }]);
     const columns = (await connection.runAndReadAll('DESCRIBE t')).getRowObjectsJson();
-    t.deepEqual(columns.map((c) => ({ name: c.column_name, type: c.column_type })), described.schema);
+    t.deepEqual(
+      columns.map((c) => ({ name: c.column_name, type: c.column_type })),
+      described.schema,
+    );
   });
 }
 

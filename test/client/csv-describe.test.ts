@@ -81,7 +81,10 @@ test('describeCsv: the same answer whatever the chunking, byte by byte included 
   const csv = 'name,amount,day\n"Zoë, ""the"" café",1.5,2024-03-01\nÅsa,2,2024-03-02\n"multi\nline ✓",3,\n';
   const whole = await describeCsv(stream(csv));
   for (const size of [1, 2, 3, 7]) t.deepEqual(await describeCsv(stream(csv, size)), whole, `chunks of ${size}`);
-  t.deepEqual(whole.schema.map((c) => c.type), ['VARCHAR', 'DOUBLE', 'DATE']);
+  t.deepEqual(
+    whole.schema.map((c) => c.type),
+    ['VARCHAR', 'DOUBLE', 'DATE'],
+  );
   t.is(whole.rowCount, 3);
 });
 
@@ -89,7 +92,10 @@ test('describeCsv: no final line break, a header alone, and a UTF-8 byte order m
   t.is((await describeCsv(stream('a,b\n1,2'))).rowCount, 1);
   const headerOnly = await describeCsv(stream('a,b\n'));
   t.is(headerOnly.rowCount, 0);
-  t.deepEqual(headerOnly.schema.map((c) => c.type), ['VARCHAR', 'VARCHAR']);
+  t.deepEqual(
+    headerOnly.schema.map((c) => c.type),
+    ['VARCHAR', 'VARCHAR'],
+  );
   const bom = new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode('id\n1\n')]);
   const described = await describeCsv(stream(bom));
   t.deepEqual(described.schema, [{ name: 'id', type: 'INTEGER' }]);
@@ -98,7 +104,10 @@ test('describeCsv: no final line break, a header alone, and a UTF-8 byte order m
 
 test('describeCsv: a trailing empty field is a NULL cell of the last column', async (t) => {
   const described = await describeCsv(stream('a,b\n1,\n2,\n'));
-  t.deepEqual(described.schema.map((c) => c.type), ['INTEGER', 'VARCHAR']);
+  t.deepEqual(
+    described.schema.map((c) => c.type),
+    ['INTEGER', 'VARCHAR'],
+  );
   t.is(described.rowCount, 2);
 });
 
@@ -107,7 +116,10 @@ test('describeCsv: many rows are counted in one pass', async (t) => {
   for (let i = 0; i < 10_000; i++) lines.push(`${i},${i % 3 === 0 ? '' : i * 0.5}`);
   const described = await describeCsv(stream(`${lines.join('\n')}\n`, 4096));
   t.is(described.rowCount, 10_000);
-  t.deepEqual(described.schema.map((c) => c.type), ['INTEGER', 'DOUBLE']);
+  t.deepEqual(
+    described.schema.map((c) => c.type),
+    ['INTEGER', 'DOUBLE'],
+  );
 });
 
 const malformed: Array<[string, string | Uint8Array, ErrorCode]> = [

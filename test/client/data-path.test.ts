@@ -29,8 +29,7 @@ test.after.always(async () => {
 /** One person with their own CLEANROOM_HOME; `env` adds to the CLI's environment. */
 async function person(email: string) {
   const home = tempHome(homes);
-  const run = (args: string[], env: Record<string, string> = {}) =>
-    runCli(args, { CLEANROOM_API: stack.apiUrl, CLEANROOM_HOME: home, TEE_SERVICE_ENDPOINT: stack.workerUrl, ...env });
+  const run = (args: string[], env: Record<string, string> = {}) => runCli(args, { CLEANROOM_API: stack.apiUrl, CLEANROOM_HOME: home, TEE_SERVICE_ENDPOINT: stack.workerUrl, ...env });
   const login = await run(['login', '--email', email]);
   if (login.code !== 0) throw new Error(`login failed: ${login.stderr}`);
   return { email, home, run };
@@ -101,7 +100,11 @@ test('data path: two parties upload, a joined query runs in the worker, both rec
   const up1 = ok(t, await alice.run(['dataset', 'upload', sessionId, customersFile, '--table', 'customers', '--allow-insecure-dev', '--json']), 'alice upload');
   t.regex(up1.stderr, /INSECURE DEV ATTESTATION: NOTHING IS ATTESTED/);
   t.like(json(up1), { table: 'customers', owner_email: ALICE, row_count: 300, format: 'csv' });
-  t.deepEqual(json(up1).schema, [{ name: 'id', type: 'INTEGER' }, { name: 'email_hash', type: 'VARCHAR' }, { name: 'region', type: 'VARCHAR' }]);
+  t.deepEqual(json(up1).schema, [
+    { name: 'id', type: 'INTEGER' },
+    { name: 'email_hash', type: 'VARCHAR' },
+    { name: 'region', type: 'VARCHAR' },
+  ]);
   const up2 = ok(t, await bob.run(['dataset', 'upload', sessionId, purchasesFile, '--table', 'purchases', '--allow-insecure-dev']), 'bob upload');
   t.regex(up2.stdout, /^rows\s+700$/m);
   t.regex(up2.stdout, /^sha256\s+[0-9a-f]{64}$/m);
@@ -127,7 +130,10 @@ test('data path: two parties upload, a joined query runs in the worker, both rec
   t.is(want.length, 4, 'every region has matches');
   for (const who of [alice, bob]) {
     const got = json(ok(t, await who.run(['result', 'get', sessionId, proposed.id, '--allow-insecure-dev', '--json']), `${who.email} result`));
-    t.deepEqual(got.columns.map((c: any) => c.name), ['region', 'customers', 'purchases', 'total']);
+    t.deepEqual(
+      got.columns.map((c: any) => c.name),
+      ['region', 'customers', 'purchases', 'total'],
+    );
     t.deepEqual(got.rows, want, `${who.email} sees the plaintext answer`);
     t.is(got.receipt.query_id, proposed.id);
     t.deepEqual(got.receipt.inputs.map((i: any) => i.dataset_id).sort(), objects.map((o) => o.replace(/\.crds$/, '')).sort());
@@ -181,12 +187,20 @@ test('data path: a Parquet upload is queried like a CSV one', async (t) => {
   instance.closeSync();
   const uploaded = json(ok(t, await alice.run(['dataset', 'upload', sessionId, file, '--table', 'events', '--allow-insecure-dev', '--json']), 'upload'));
   t.like(uploaded, { format: 'parquet', row_count: 500 });
-  t.deepEqual(uploaded.schema, [{ name: 'id', type: 'BIGINT' }, { name: 'kind', type: 'INTEGER' }, { name: 'score', type: 'DOUBLE' }]);
+  t.deepEqual(uploaded.schema, [
+    { name: 'id', type: 'BIGINT' },
+    { name: 'kind', type: 'INTEGER' },
+    { name: 'score', type: 'DOUBLE' },
+  ]);
   const sql = 'SELECT e.kind, COUNT(*) AS n, SUM(e.score) AS total FROM events e GROUP BY e.kind ORDER BY e.kind';
   const query = json(ok(t, await alice.run(['query', 'propose', sessionId, '--sql', sql, '--json']), 'propose'));
   const done = json(ok(t, await alice.run(['query', 'show', sessionId, query.id, '--wait', '--timeout', '120', '--json']), 'wait'));
   t.is(done.status, 'SUCCEEDED', `${done.error_code}\n${stack.workerLog().slice(-3000)}`);
   const got = json(ok(t, await alice.run(['result', 'get', sessionId, query.id, '--allow-insecure-dev', '--json']), 'result'));
   // kind k: the i < 500 with i % 3 = k; score = i / 8 (e.g. kind 0: 3 * (0 + ... + 166) / 8 = 5197.875).
-  t.deepEqual(got.rows, [[0, '167', 5197.875], [1, '167', 5218.75], [2, '166', 5177.125]]);
+  t.deepEqual(got.rows, [
+    [0, '167', 5197.875],
+    [1, '167', 5218.75],
+    [2, '166', 5177.125],
+  ]);
 });

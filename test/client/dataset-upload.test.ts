@@ -144,9 +144,7 @@ test('uploadDataset: a file that changes between the describe and the encrypt pa
   const { key } = await sessionKey();
   const backend = fakeBackend();
   let opened = 0;
-  const error = await t.throwsAsync(
-    uploadDataset(options(backend, key, { openFile: () => bytesStream(new TextEncoder().encode(opened++ === 0 ? CSV : `${CSV}9,r9,9\n`)) })),
-  );
+  const error = await t.throwsAsync(uploadDataset(options(backend, key, { openFile: () => bytesStream(new TextEncoder().encode(opened++ === 0 ? CSV : `${CSV}9,r9,9\n`)) })));
   t.is((error as CleanroomError).code, 'DATASET_MALFORMED');
   t.is(backend.seen.registration, undefined);
 });

@@ -56,7 +56,10 @@ if (!existsSync(TIME)) {
     const file = join(homes, `${table}.csv`);
     const rows = writeCsv(file, bytes);
     const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((done, fail) => {
-      const child = spawn(TIME, ['-f', 'maxrss_kb=%M', process.execPath, BIN, 'dataset', 'upload', sessionId, file, '--table', table, '--allow-insecure-dev', '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(TIME, ['-f', 'maxrss_kb=%M', process.execPath, BIN, 'dataset', 'upload', sessionId, file, '--table', table, '--allow-insecure-dev', '--json'], {
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
       let err = '';
       child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));

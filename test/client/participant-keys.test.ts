@@ -1,10 +1,6 @@
 import test from 'ava';
 import { CompactEncrypt, compactDecrypt, importJWK } from 'jose';
-import {
-  generateParticipantKeys,
-  importEncryptionKey,
-  participantKeyBinding,
-} from '../../client/sdk/participant-keys.ts';
+import { generateParticipantKeys, importEncryptionKey, participantKeyBinding } from '../../client/sdk/participant-keys.ts';
 import { resultToCsv } from '../../client/sdk/result.ts';
 import { CleanroomError } from '../../protocol/errors.ts';
 import { jwkThumbprint, keyBindingNonce } from '../../protocol/key-binding.ts';
@@ -30,9 +26,7 @@ test('participant keys: two distinct P-256 private keys; the binding holds their
 test('participant keys: the stored encryption key opens what was encrypted to its public half', async (t) => {
   const keys = await generateParticipantKeys();
   const { encryption_jwk } = await participantKeyBinding(keys);
-  const jwe = await new CompactEncrypt(new TextEncoder().encode('hello'))
-    .setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM' })
-    .encrypt(await importJWK(encryption_jwk, 'ECDH-ES+A256KW'));
+  const jwe = await new CompactEncrypt(new TextEncoder().encode('hello')).setProtectedHeader({ alg: 'ECDH-ES+A256KW', enc: 'A256GCM' }).encrypt(await importJWK(encryption_jwk, 'ECDH-ES+A256KW'));
   const { plaintext } = await compactDecrypt(jwe, await importEncryptionKey(keys));
   t.is(new TextDecoder().decode(plaintext), 'hello');
 });
@@ -51,7 +45,12 @@ test('participant keys: a damaged key is VALIDATION_FAILED', async (t) => {
 
 test('resultToCsv: header, NULL as an empty field, "" for the empty string, quoting, CRLF lines, nested values as JSON', (t) => {
   const csv = resultToCsv({
-    columns: [{ name: 'region', type: 'VARCHAR' }, { name: 'n', type: 'BIGINT' }, { name: 'total', type: 'DOUBLE' }, { name: 'x', type: 'VARCHAR' }],
+    columns: [
+      { name: 'region', type: 'VARCHAR' },
+      { name: 'n', type: 'BIGINT' },
+      { name: 'total', type: 'DOUBLE' },
+      { name: 'x', type: 'VARCHAR' },
+    ],
     rows: [
       ['north', 3, 12.5, null],
       ['a, "b"', 0, -1, ''],

@@ -94,10 +94,19 @@ test('sdk queries: propose, approve by the other participant, get, list', async 
   const approved = await as(BOB).approveQuery(id, proposed.id);
   t.not(approved.status, 'PENDING_APPROVAL');
   t.truthy(approved.approved_at);
-  t.deepEqual(approved.decisions.map((d) => [d.email, d.decision]), [[ALICE, 'approve'], [BOB, 'approve']]);
+  t.deepEqual(
+    approved.decisions.map((d) => [d.email, d.decision]),
+    [
+      [ALICE, 'approve'],
+      [BOB, 'approve'],
+    ],
+  );
 
   const page = await as(BOB).listQueries(id);
-  t.deepEqual(page.queries.map((q) => q.id), [proposed.id]);
+  t.deepEqual(
+    page.queries.map((q) => q.id),
+    [proposed.id],
+  );
   t.is(page.next_cursor, null);
 });
 
@@ -328,8 +337,14 @@ test('cli query list: a table and --json, newest first, filtered by --status', a
   t.regex(lines[0]!, new RegExp(`^${second.id}\\s+PENDING_APPROVAL .*${ALICE}\\s+-\\s+SELECT 2$`));
   t.regex(lines[1]!, new RegExp(`^${first.id}\\s+CANCELLED `));
 
-  t.deepEqual(json(await alice.run('query', 'list', id, '--json')).queries.map((q: any) => q.id), [second.id, first.id]);
-  t.deepEqual(json(await alice.run('query', 'list', id, '--status', 'CANCELLED', '--json')).queries.map((q: any) => q.id), [first.id]);
+  t.deepEqual(
+    json(await alice.run('query', 'list', id, '--json')).queries.map((q: any) => q.id),
+    [second.id, first.id],
+  );
+  t.deepEqual(
+    json(await alice.run('query', 'list', id, '--status', 'CANCELLED', '--json')).queries.map((q: any) => q.id),
+    [first.id],
+  );
 });
 
 test('cli query show --wait: a query that stays pending times out with WAIT_TIMEOUT, exit 1', async (t) => {

@@ -8,7 +8,9 @@ import { REPO_ROOT, checkFile } from '../../scripts/boundaries.ts';
 const SDK_RULES = [{ name: 'the SDK is browser-safe', from: /^client\/sdk\//, to: [/^node:/, /^(fs|path|os|http|https|net|crypto|util|child_process|buffer|stream)(\/|$)/] }];
 const NODE_GLOBALS = /\b(process\.|Buffer\b|require\(|__dirname|__filename)/;
 
-const files = readdirSync(join(REPO_ROOT, 'client/sdk')).filter((f) => f.endsWith('.ts')).map((f) => `client/sdk/${f}`);
+const files = readdirSync(join(REPO_ROOT, 'client/sdk'))
+  .filter((f) => f.endsWith('.ts'))
+  .map((f) => `client/sdk/${f}`);
 
 test('sdk: has source files to check', (t) => {
   t.true(files.includes('client/sdk/api-client.ts'));

@@ -97,9 +97,11 @@ if (!existsSync(BROWSER)) {
       const errors: string[] = [];
       page.on('pageerror', (error) => errors.push(String(error)));
       await page.goto(`${origin}/`);
-      await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true, undefined, { timeout: 20_000 }).catch((cause) => {
-        throw new Error(`the SDK did not load in the browser: ${errors.join('; ')}`, { cause });
-      });
+      await page
+        .waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true, undefined, { timeout: 20_000 })
+        .catch((cause) => {
+          throw new Error(`the SDK did not load in the browser: ${errors.join('; ')}`, { cause });
+        });
       return await run(page);
     } finally {
       await browser.close();
@@ -150,8 +152,17 @@ if (!existsSync(BROWSER)) {
     t.is(registered.ciphertext_sha256, createHash('sha256').update(ciphertext).digest('hex'));
     t.is(registered.ciphertext_bytes, ciphertext.byteLength);
     t.is(registered.row_count, 3);
-    t.deepEqual(registered.schema.map((c: { type: string }) => c.type), ['INTEGER', 'VARCHAR', 'DOUBLE', 'DATE']);
-    const key = await unwrapDataKey({ jwe: registered.wrapped_key, sessionPrivateKey: session.privateKey, sessionId: SESSION, datasetId: registered.dataset_id, sessionKeyThumbprint: sessionThumbprint });
+    t.deepEqual(
+      registered.schema.map((c: { type: string }) => c.type),
+      ['INTEGER', 'VARCHAR', 'DOUBLE', 'DATE'],
+    );
+    const key = await unwrapDataKey({
+      jwe: registered.wrapped_key,
+      sessionPrivateKey: session.privateKey,
+      sessionId: SESSION,
+      datasetId: registered.dataset_id,
+      sessionKeyThumbprint: sessionThumbprint,
+    });
     const { plaintext } = decryptDataset({ key, ciphertext: new Blob([new Uint8Array(ciphertext)]).stream(), expect: { session_id: SESSION, dataset_id: registered.dataset_id }, aead: nodeAead });
     t.is(await new Response(plaintext).text(), CSV);
   });
@@ -174,7 +185,16 @@ if (!existsSync(BROWSER)) {
         attempt: 1,
         sql: 'SELECT region, count(*) FROM customers GROUP BY region',
         inputs: [],
-        result: { columns: [{ name: 'region', type: 'VARCHAR' }, { name: 'n', type: 'BIGINT' }], rows: [['north', '2'], ['south', '1']] },
+        result: {
+          columns: [
+            { name: 'region', type: 'VARCHAR' },
+            { name: 'n', type: 'BIGINT' },
+          ],
+          rows: [
+            ['north', '2'],
+            ['south', '1'],
+          ],
+        },
         recipients: [{ email: 'owner@example.com', encryption_jwk: { kty: 'EC', crv: 'P-256', x: recipient.x!, y: recipient.y! } }],
         identity: { privateKey: identity.privateKey, publicJwk: identity.publicJwk },
         attestation: token,
@@ -195,16 +215,35 @@ if (!existsSync(BROWSER)) {
         },
         { sealed, sessionId: SESSION, queryId, origin },
       );
-      t.deepEqual(opened, { rows: [['north', '2'], ['south', '1']], insecureDev: true, query: queryId });
+      t.deepEqual(opened, {
+        rows: [
+          ['north', '2'],
+          ['south', '1'],
+        ],
+        insecureDev: true,
+        query: queryId,
+      });
       // A result sealed to someone else does not open in the page.
       const stranger = await generateKeyPair('ECDH-ES+A256KW', { crv: 'P-256', extractable: true });
       const other = await exportJWK(stranger.publicKey);
-      const foreign = await sealResult({ ...{ sessionId: SESSION, queryId, attempt: 1, sql: 'x', inputs: [], result: { columns: [], rows: [] } }, recipients: [{ email: 'someone@example.com', encryption_jwk: { kty: 'EC', crv: 'P-256', x: other.x!, y: other.y! } }], identity: { privateKey: identity.privateKey, publicJwk: identity.publicJwk }, attestation: token, imageDigest: `sha256:${'ab'.repeat(32)}` });
+      const foreign = await sealResult({
+        ...{ sessionId: SESSION, queryId, attempt: 1, sql: 'x', inputs: [], result: { columns: [], rows: [] } },
+        recipients: [{ email: 'someone@example.com', encryption_jwk: { kty: 'EC', crv: 'P-256', x: other.x!, y: other.y! } }],
+        identity: { privateKey: identity.privateKey, publicJwk: identity.publicJwk },
+        attestation: token,
+        imageDigest: `sha256:${'ab'.repeat(32)}`,
+      });
       const refused = await page.evaluate(
         async ({ sealed, sessionId, queryId, origin }) => {
           const w = window as unknown as { sdk: any; keys: unknown };
           try {
-            await w.sdk.getResult({ api: { getSealedResult: async () => sealed }, sessionId, queryId, encryptionPrivateKey: await w.sdk.importEncryptionKey(w.keys), attestation: { workerUrl: origin, allowedImageDigests: [], allowInsecureDev: true, acceptDevClaimedDigest: true } });
+            await w.sdk.getResult({
+              api: { getSealedResult: async () => sealed },
+              sessionId,
+              queryId,
+              encryptionPrivateKey: await w.sdk.importEncryptionKey(w.keys),
+              attestation: { workerUrl: origin, allowedImageDigests: [], allowInsecureDev: true, acceptDevClaimedDigest: true },
+            });
             return 'opened';
           } catch (error) {
             return (error as { code?: string }).code ?? String(error);

@@ -112,8 +112,15 @@ test('session join: without a dev identity provider the binding token cannot be 
   const id = 'abc';
   let registered = false;
   const session = {
-    id, name: 'n', owner_email: ALICE, participants: [{ email: ALICE, role: 'owner', added_at: 'x', keys: null }],
-    config: { allow_cross_party_joins: false, approval_policy: 'all_participants' }, status: 'ACTIVE', created_at: 'x', updated_at: 'x', closed_at: null,
+    id,
+    name: 'n',
+    owner_email: ALICE,
+    participants: [{ email: ALICE, role: 'owner', added_at: 'x', keys: null }],
+    config: { allow_cross_party_joins: false, approval_policy: 'all_participants' },
+    status: 'ACTIVE',
+    created_at: 'x',
+    updated_at: 'x',
+    closed_at: null,
   };
   const server = await fakeServer((req, res) => {
     if (req.method === 'GET' && req.url === `/api/tee/sessions/${id}`) return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(session));
@@ -158,7 +165,13 @@ for (const [name, args] of usageErrors) {
 
 test('cli: --help for the data path commands', async (t) => {
   const u = user();
-  for (const args of [['session', 'join', '--help'], ['dataset', '--help'], ['dataset', 'upload', '--help'], ['dataset', 'list', '--help'], ['result', 'get', '--help']]) {
+  for (const args of [
+    ['session', 'join', '--help'],
+    ['dataset', '--help'],
+    ['dataset', 'upload', '--help'],
+    ['dataset', 'list', '--help'],
+    ['result', 'get', '--help'],
+  ]) {
     const res = await u.run(...args);
     t.is(res.code, 0, args.join(' '));
     t.regex(res.stdout, /^usage: cleanroom /, args.join(' '));

@@ -105,7 +105,10 @@ test('end to end: local queue + local key + dev IdP → intake; a killed worker 
     const second = await startWorker({ ...config, port: Number(new URL(first.url).port), bootId: 'boot-2' });
     workers.push(second.child);
     await eventually(() => state(inFlightName) === 'done', 'the in-flight task to be redelivered and done');
-    t.deepEqual(runsOf(inFlight.query_id).map((line) => line.split(' ')[0]), ['boot-1', 'boot-2']);
+    t.deepEqual(
+      runsOf(inFlight.query_id).map((line) => line.split(' ')[0]),
+      ['boot-1', 'boot-2'],
+    );
 
     // 4. The finished task, replayed straight at the worker with a valid caller token, is refused.
     const replay = await fetch(second.url, {

@@ -44,7 +44,10 @@ test('run task: the executor gets the task inputs, attempt and recipient keys; t
   const signal = new AbortController().signal;
   t.deepEqual(await runTask(payload, signal, executor, reporter), { status: 'SUCCEEDED' });
   t.deepEqual(requests, [{ sessionId: payload.session_id, queryId: payload.query_id, attempt: 3, sql: payload.sql, inputs: [input], recipients: [ALICE], signal }]);
-  t.deepEqual(events.map((e) => e.event), ['RUNNING', 'SUCCEEDED']);
+  t.deepEqual(
+    events.map((e) => e.event),
+    ['RUNNING', 'SUCCEEDED'],
+  );
   t.is(events[1]!.result_ref, 'object:results/s/q.json');
 });
 
@@ -59,5 +62,11 @@ test('run task: a recipient without a key fails RECIPIENT_KEY_MISSING without ex
   const outcome = await runTask(taskPayload({ recipients: ['alice@example.com', 'bob@example.com'], recipient_keys: [ALICE] }), new AbortController().signal, executor, reporter);
   t.deepEqual(outcome, { status: 'FAILED', code: 'RECIPIENT_KEY_MISSING' });
   t.is(requests.length, 0);
-  t.deepEqual(events.map((e) => [e.event, e.error_code]), [['RUNNING', undefined], ['FAILED', 'RECIPIENT_KEY_MISSING']]);
+  t.deepEqual(
+    events.map((e) => [e.event, e.error_code]),
+    [
+      ['RUNNING', undefined],
+      ['FAILED', 'RECIPIENT_KEY_MISSING'],
+    ],
+  );
 });

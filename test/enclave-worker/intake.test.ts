@@ -26,8 +26,7 @@ const verifyCaller = jwksCallerVerifier({
   audience: DEV_AUDIENCE,
   keys: createLocalJWKSet(devIdp.jwks() as Parameters<typeof createLocalJWKSet>[0]),
 });
-const bearer = async (email = CONTROL_PLANE, idp = devIdp, nonce?: string) =>
-  `Bearer ${(await idp.issue(email, nonce === undefined ? {} : { nonce })).token}`;
+const bearer = async (email = CONTROL_PLANE, idp = devIdp, nonce?: string) => `Bearer ${(await idp.issue(email, nonce === undefined ? {} : { nonce })).token}`;
 
 /** An intake over an in-memory lease store whose `execute` records calls; overridable. */
 function intake(overrides: Partial<TaskIntakeDeps> = {}) {
@@ -189,42 +188,75 @@ const refusals: Array<[string, () => Promise<{ body: BodyInit; authorization?: s
   ['no caller token', async () => ({ body: await signedTask(key), authorization: null }), 'TASK_UNAUTHENTICATED'],
   ['a caller token that is not a bearer token', async () => ({ body: await signedTask(key), authorization: 'Basic dXNlcjpwYXNz' }), 'TASK_UNAUTHENTICATED'],
   ['a caller token from another issuer key', async () => ({ body: await signedTask(key), authorization: await bearer(CONTROL_PLANE, otherIdp) }), 'TASK_UNAUTHENTICATED'],
-  ['a caller token with an edited payload', async () => {
-    const [h, , s] = (await bearer()).slice(7).split('.');
-    return { body: await signedTask(key), authorization: `Bearer ${h}.${b64({ email: CONTROL_PLANE, email_verified: true, iss: DEV_ISSUER, aud: DEV_AUDIENCE, sub: 'x', iat: 1, exp: 9999999999 })}.${s}` };
-  }, 'TASK_UNAUTHENTICATED'],
+  [
+    'a caller token with an edited payload',
+    async () => {
+      const [h, , s] = (await bearer()).slice(7).split('.');
+      return {
+        body: await signedTask(key),
+        authorization: `Bearer ${h}.${b64({ email: CONTROL_PLANE, email_verified: true, iss: DEV_ISSUER, aud: DEV_AUDIENCE, sub: 'x', iat: 1, exp: 9999999999 })}.${s}`,
+      };
+    },
+    'TASK_UNAUTHENTICATED',
+  ],
   ['a caller with the wrong email', async () => ({ body: await signedTask(key), authorization: await bearer('mallory@example.com') }), 'TASK_UNAUTHENTICATED'],
   ['a caller token carrying a nonce (a key-binding token)', async () => ({ body: await signedTask(key), authorization: await bearer(CONTROL_PLANE, devIdp, 'n') }), 'TASK_UNAUTHENTICATED'],
   ['a task signed by another key', async () => ({ body: await signedTask(forger) }), 'TASK_SIGNATURE'],
   ['a task signed by another key under our kid', async () => ({ body: await forger.signRaw({ alg: 'ES256', typ: TASK_TYP, kid: key.publicJwk.kid }, taskPayload()) }), 'TASK_SIGNATURE'],
-  ['a tampered task (payload edited)', async () => {
-    const [h, , s] = (await signedTask(key)).split('.');
-    return { body: `${h}.${b64({ ...taskPayload(), sql: 'SELECT * FROM everything' })}.${s}` };
-  }, 'TASK_SIGNATURE'],
+  [
+    'a tampered task (payload edited)',
+    async () => {
+      const [h, , s] = (await signedTask(key)).split('.');
+      return { body: `${h}.${b64({ ...taskPayload(), sql: 'SELECT * FROM everything' })}.${s}` };
+    },
+    'TASK_SIGNATURE',
+  ],
   ['a task with the wrong typ', async () => ({ body: await key.signRaw({ alg: 'ES256', typ: 'JWT', kid: key.publicJwk.kid }, taskPayload()) }), 'TASK_SIGNATURE'],
   ['a task with alg none', async () => ({ body: `${b64({ alg: 'none', typ: TASK_TYP, kid: key.publicJwk.kid })}.${b64(taskPayload())}.` }), 'TASK_SIGNATURE'],
-  ['an expired task', async () => {
-    const now = Math.floor(Date.now() / 1000);
-    return { body: await signedTask(key, taskPayload({ iat: now - 7200, exp: now - 3600 })) };
-  }, 'TASK_EXPIRED'],
-  ['a session key request (kind session_key) posted as a task', async () => {
-    const now = Math.floor(Date.now() / 1000);
-    const request = { v: 1, kind: 'session_key', iss: TASK_ISSUER, aud: TASK_AUDIENCE, jti: crypto.randomUUID(), iat: now, exp: now + 60, session_id: crypto.randomUUID(), nonce: 'n'.repeat(43) } as const;
-    return { body: await signSessionKeyRequest(request, key.signer) };
-  }, 'TASK_MALFORMED'],
+  [
+    'an expired task',
+    async () => {
+      const now = Math.floor(Date.now() / 1000);
+      return { body: await signedTask(key, taskPayload({ iat: now - 7200, exp: now - 3600 })) };
+    },
+    'TASK_EXPIRED',
+  ],
+  [
+    'a session key request (kind session_key) posted as a task',
+    async () => {
+      const now = Math.floor(Date.now() / 1000);
+      const request = {
+        v: 1,
+        kind: 'session_key',
+        iss: TASK_ISSUER,
+        aud: TASK_AUDIENCE,
+        jti: crypto.randomUUID(),
+        iat: now,
+        exp: now + 60,
+        session_id: crypto.randomUUID(),
+        nonce: 'n'.repeat(43),
+      } as const;
+      return { body: await signSessionKeyRequest(request, key.signer) };
+    },
+    'TASK_MALFORMED',
+  ],
   ['a signed task off the schema', async () => ({ body: await key.signRaw({ alg: 'ES256', typ: TASK_TYP, kid: key.publicJwk.kid }, { ...taskPayload(), attempt: 0 }) }), 'TASK_MALFORMED'],
   ['a garbage body', async () => ({ body: 'this is not a task' }), 'TASK_MALFORMED'],
   ['an empty body', async () => ({ body: '' }), 'TASK_MALFORMED'],
   ['a body that is not UTF-8', async () => ({ body: new Uint8Array([0xff, 0xfe, 0xfd]) }), 'TASK_MALFORMED'],
   ['an oversized body (declared)', async () => ({ body: 'a'.repeat(64 * 1024 + 1) }), 'PAYLOAD_TOO_LARGE'],
-  ['an oversized body (streamed, no length)', async () => ({
-    body: new ReadableStream({
-      start(c) {
-        for (let i = 0; i < 20; i++) c.enqueue(new Uint8Array(8192).fill(97));
-        c.close();
-      },
+  [
+    'an oversized body (streamed, no length)',
+    async () => ({
+      body: new ReadableStream({
+        start(c) {
+          for (let i = 0; i < 20; i++) c.enqueue(new Uint8Array(8192).fill(97));
+          c.close();
+        },
+      }),
     }),
-  }), 'PAYLOAD_TOO_LARGE'],
+    'PAYLOAD_TOO_LARGE',
+  ],
 ];
 
 test('intake: every refusal has its own code, nothing runs, and the intake keeps serving', async (t) => {
@@ -282,11 +314,19 @@ for (const [name, make] of [
   ['another audience', () => googleToken({ email: 'cp@p.iam.gserviceaccount.com' }, 'https://elsewhere.example.com')],
   ['an unverified email', () => googleToken({ email: 'cp@p.iam.gserviceaccount.com', email_verified: false })],
   ['no email', () => googleToken({})],
-  ['a token signed by another key', async () => {
-    const { privateKey } = await generateKeyPair('RS256');
-    return new SignJWT({ email: 'cp@p.iam.gserviceaccount.com', email_verified: true }).setProtectedHeader({ alg: 'RS256', kid: 'test-kid' })
-      .setIssuer('https://accounts.google.com').setAudience(INTAKE_URL).setIssuedAt().setExpirationTime('5m').sign(privateKey);
-  }],
+  [
+    'a token signed by another key',
+    async () => {
+      const { privateKey } = await generateKeyPair('RS256');
+      return new SignJWT({ email: 'cp@p.iam.gserviceaccount.com', email_verified: true })
+        .setProtectedHeader({ alg: 'RS256', kid: 'test-kid' })
+        .setIssuer('https://accounts.google.com')
+        .setAudience(INTAKE_URL)
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .sign(privateKey);
+    },
+  ],
 ] as const) {
   test(`google caller: ${name} is TASK_UNAUTHENTICATED`, async (t) => {
     const verify = googleCallerVerifier({ audience: INTAKE_URL, client: new TestCertsClient() });

@@ -66,9 +66,7 @@ test('worker: /attestation binds the caller nonce and the identity key; verifies
   t.true(verified.insecureDev);
   const refused = await t.throwsAsync(verifyAttestation(body.token, { nonce: n, identityJwk: body.identity_jwk, policy }));
   t.is((refused as any).code, 'ATTESTATION_INSECURE_DEV');
-  const replayed = await t.throwsAsync(
-    verifyAttestation(body.token, { nonce: nonce(), identityJwk: body.identity_jwk, policy: { ...policy, allowInsecureDev: true } }),
-  );
+  const replayed = await t.throwsAsync(verifyAttestation(body.token, { nonce: nonce(), identityJwk: body.identity_jwk, policy: { ...policy, allowInsecureDev: true } }));
   t.is((replayed as any).code, 'ATTESTATION_NONCE');
 });
 

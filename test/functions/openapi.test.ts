@@ -123,9 +123,7 @@ function pathParameterProblems(d: Doc): string[] {
 }
 
 function errorCodeEnum(d: Doc): string[] {
-  const error = d.components?.schemas?.Error as
-    | { properties?: { error?: { properties?: { code?: { enum?: string[] } } } } }
-    | undefined;
+  const error = d.components?.schemas?.Error as { properties?: { error?: { properties?: { code?: { enum?: string[] } } } } } | undefined;
   return error?.properties?.error?.properties?.code?.enum ?? [];
 }
 

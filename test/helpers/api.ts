@@ -22,8 +22,10 @@ import { routesFor } from '../../functions/routes.ts';
 /** A logger that keeps its lines, so tests can check what reaches the log (and what must not). */
 export function memoryLogger(): Logger & { lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
-  const push = (severity: string) => (message: string, fields: Record<string, unknown> = {}) =>
-    lines.push({ severity, message, ...fields });
+  const push =
+    (severity: string) =>
+    (message: string, fields: Record<string, unknown> = {}) =>
+      lines.push({ severity, message, ...fields });
   return { lines, info: push('INFO'), warn: push('WARNING'), error: push('ERROR') };
 }
 
@@ -128,7 +130,11 @@ function flaky(store: LocalObjectStore): LocalObjectStore & { down: boolean } {
 }
 
 export interface TestApi {
-  call(method: string, path: string, options?: { as?: string; token?: string; body?: unknown; raw?: string; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
+  call(
+    method: string,
+    path: string,
+    options?: { as?: string; token?: string; body?: unknown; raw?: string; headers?: Record<string, string> },
+  ): Promise<{ status: number; body: any; headers: Headers }>;
   /** Any request to the in-process API by full URL (e.g. a signed upload URL it handed out). */
   request(url: string, init?: RequestInit): Promise<Response>;
   token(email: string, options?: { nonce?: string; ttlSeconds?: number }): Promise<string>;
@@ -209,8 +215,7 @@ export async function testApi(options: { maxDatasetBytes?: number } = {}): Promi
     devIdp,
     workerEmail: TEST_WORKER_EMAIL,
   });
-  const token = async (email: string, options: { nonce?: string; ttlSeconds?: number } = {}) =>
-    (await devIdp.issue(email, options)).token;
+  const token = async (email: string, options: { nonce?: string; ttlSeconds?: number } = {}) => (await devIdp.issue(email, options)).token;
   const keySets = new Map<string, Promise<TestParticipantKeys>>();
   const keysOf = (email: string) => {
     let keys = keySets.get(email);

@@ -2,9 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 
 /** Where Google's Firestore emulator is installed on this kind of machine (CI's too). */
-export const EMULATOR_BIN =
-  process.env.FIRESTORE_EMULATOR_BIN ??
-  '/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator';
+export const EMULATOR_BIN = process.env.FIRESTORE_EMULATOR_BIN ?? '/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator';
 
 export interface RunningEmulator {
   /** `127.0.0.1:PORT`, the value for `FIRESTORE_EMULATOR_HOST`. */
@@ -40,9 +38,7 @@ export async function startFirestoreEmulator(options: { rules?: string; timeoutM
   child.stderr?.on('data', (d) => (output += String(d)));
   let exited = false;
   child.on('exit', () => (exited = true));
-  const spawnError = new Promise<never>((_, reject) =>
-    child.on('error', (e) => reject(new Error(`Firestore emulator could not start (${EMULATOR_BIN}): ${e.message}`))),
-  );
+  const spawnError = new Promise<never>((_, reject) => child.on('error', (e) => reject(new Error(`Firestore emulator could not start (${EMULATOR_BIN}): ${e.message}`))));
 
   // The launcher is a shell script that runs java as its child: signal the whole group, then
   // wait until no member is left, so no Java process outlives the test.

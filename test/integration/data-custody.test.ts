@@ -110,11 +110,16 @@ test('custody: the store and object store hold no plaintext and no unwrapped key
   const file = join(homes, 'customers.csv');
   writeFileSync(file, csv);
   const uploaded = JSON.parse(ok(t, await alice.run(['dataset', 'upload', sessionId, file, '--table', 'customers', '--allow-insecure-dev', '--json']), 'upload').stdout);
-  const proposed = JSON.parse(ok(t, await alice.run(['query', 'propose', sessionId, '--sql', 'SELECT region, count(*) AS n, sum(spend) AS total FROM customers GROUP BY region ORDER BY region', '--json']), 'propose').stdout);
+  const proposed = JSON.parse(
+    ok(t, await alice.run(['query', 'propose', sessionId, '--sql', 'SELECT region, count(*) AS n, sum(spend) AS total FROM customers GROUP BY region ORDER BY region', '--json']), 'propose').stdout,
+  );
   const done = JSON.parse(ok(t, await alice.run(['query', 'show', sessionId, proposed.id, '--wait', '--timeout', '120', '--json']), 'wait').stdout);
   t.is(done.status, 'SUCCEEDED', stack.workerLog().slice(-2000));
   const result = JSON.parse(ok(t, await alice.run(['result', 'get', sessionId, proposed.id, '--allow-insecure-dev', '--json']), 'result').stdout);
-  t.deepEqual(result.rows, [['north', '2', '30'], [SECRET_REGION, '1', '125']]);
+  t.deepEqual(result.rows, [
+    ['north', '2', '30'],
+    [SECRET_REGION, '1', '125'],
+  ]);
 
   // The wrapped data key as the store keeps it.
   const store = storeContents();

@@ -56,7 +56,10 @@ test.serial('encrypted query: upload to the attested session key, run on decrypt
   const rows = Array.from({ length: 100 }, (_, i) => `${i},${i % 3 === 0 ? 'north' : 'south'}`);
   const plaintext = new TextEncoder().encode(`x,region\n${rows.join('\n')}\n`);
   const datasetId = crypto.randomUUID();
-  const schema = [{ name: 'x', type: 'INTEGER' as const }, { name: 'region', type: 'VARCHAR' as const }];
+  const schema = [
+    { name: 'x', type: 'INTEGER' as const },
+    { name: 'region', type: 'VARCHAR' as const },
+  ];
   const key = generateDataKey();
   const ciphertext = await bytesOf(
     encryptDataset({
@@ -99,7 +102,10 @@ test.serial('encrypted query: upload to the attested session key, run on decrypt
   const verifyIdentity = receiptIdentityVerifier({ policy: policy() });
   for (const keys of [ownerKeys, analystKeys]) {
     const opened = await openSealedResult({ sealed: fetched.body, recipientPrivateKey: keys.encryptionPrivateKey, expect: { sessionId: id, queryId: q.body.id }, verifyIdentity });
-    t.deepEqual(opened.rows, [['north', '34', '1683'], ['south', '66', '3267']]);
+    t.deepEqual(opened.rows, [
+      ['north', '34', '1683'],
+      ['south', '66', '3267'],
+    ]);
     t.deepEqual(opened.receipt.inputs, [{ dataset_id: datasetId, ciphertext_sha256: sha }]);
     t.deepEqual(opened.receipt.recipients, [ANALYST, OWNER].sort());
     t.is(opened.receipt.image_digest, DEV_WORKER_DIGEST);

@@ -2,25 +2,8 @@ import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  calculateJwkThumbprint,
-  createLocalJWKSet,
-  exportJWK,
-  exportSPKI,
-  generateKeyPair,
-  importJWK,
-  SignJWT,
-  type CryptoKey,
-  type JWK,
-} from 'jose';
-import {
-  attestationNonce,
-  CONFIDENTIAL_SPACE_ISSUER,
-  IssuerKeyCache,
-  verifyAttestation,
-  type AttestationPolicy,
-  type VerifyAttestationOptions,
-} from '../../protocol/attestation.ts';
+import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, exportSPKI, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { attestationNonce, CONFIDENTIAL_SPACE_ISSUER, IssuerKeyCache, verifyAttestation, type AttestationPolicy, type VerifyAttestationOptions } from '../../protocol/attestation.ts';
 import { CleanroomError, type ErrorCode } from '../../protocol/errors.ts';
 
 // Every key and token here is made at test time (STYLE.md "Tests").
@@ -217,10 +200,23 @@ const forged: Array<{ name: string; token: () => Promise<string>; options?: Part
   { name: 'signed by a key with an unknown kid', token: () => sign(prodClaims(), { ...impostor, jwk: { ...impostor.jwk, kid: 'unknown' } }), code: 'ATTESTATION_SIGNATURE' },
   { name: 'alg none', token: noneToken, code: 'ATTESTATION_SIGNATURE' },
   { name: 'HS256 with the public key as the secret', token: hs256WithPublicKey, code: 'ATTESTATION_SIGNATURE' },
-  { name: 'PS256 by the right key (algorithm not pinned)', token: async () => sign(prodClaims(), { privateKey: (await importJWK(await exportJWK(google.privateKey), 'PS256')) as CryptoKey, jwk: google.jwk }, 'PS256'), code: 'ATTESTATION_SIGNATURE' },
+  {
+    name: 'PS256 by the right key (algorithm not pinned)',
+    token: async () => sign(prodClaims(), { privateKey: (await importJWK(await exportJWK(google.privateKey), 'PS256')) as CryptoKey, jwk: google.jwk }, 'PS256'),
+    code: 'ATTESTATION_SIGNATURE',
+  },
   { name: 'tampered payload', token: tampered, code: 'ATTESTATION_SIGNATURE' },
   { name: 'stripped signature', token: async () => (await sign(prodClaims())).replace(/\.[^.]+$/, '.'), code: 'ATTESTATION_SIGNATURE' },
-  { name: 'dev key claiming the Google issuer', token: () => sign(with_(devClaims, (c) => (c.iss = CONFIDENTIAL_SPACE_ISSUER)), dev), options: devOptIn, code: 'ATTESTATION_SIGNATURE' },
+  {
+    name: 'dev key claiming the Google issuer',
+    token: () =>
+      sign(
+        with_(devClaims, (c) => (c.iss = CONFIDENTIAL_SPACE_ISSUER)),
+        dev,
+      ),
+    options: devOptIn,
+    code: 'ATTESTATION_SIGNATURE',
+  },
   { name: 'Google key claiming the dev issuer', token: () => sign(with_(prodClaims, (c) => (c.iss = DEV_ISSUER))), options: devOptIn, code: 'ATTESTATION_SIGNATURE' },
   { name: 'dev token to a verifier that knows no dev issuer', token: () => sign(devClaims(), dev), code: 'ATTESTATION_SIGNATURE' },
   // Issuer, audience, age.
@@ -235,11 +231,47 @@ const forged: Array<{ name: string; token: () => Promise<string>; options?: Part
   { name: 'dev token without opt-in', token: () => sign(devClaims(), dev), options: devKnown, code: 'ATTESTATION_INSECURE_DEV' },
   { name: 'Google-signed INSECURE_DEV hwmodel without opt-in', token: () => sign(with_(prodClaims, (c) => (c.hwmodel = 'INSECURE_DEV'))), code: 'ATTESTATION_INSECURE_DEV' },
   { name: 'Google-signed INSECURE_DEV hwmodel with opt-in (not relaxed)', token: () => sign(with_(prodClaims, (c) => (c.hwmodel = 'INSECURE_DEV'))), options: devOptIn, code: 'ATTESTATION_HWMODEL' },
-  { name: 'dev token posing as SEV hardware', token: () => sign(with_(devClaims, (c) => (c.hwmodel = 'GCP_AMD_SEV')), dev), options: devOptIn, code: 'ATTESTATION_HWMODEL' },
-  { name: 'dev token with opt-in, wrong swname', token: () => sign(with_(devClaims, (c) => (c.swname = 'GCE')), dev), options: devOptIn, code: 'ATTESTATION_SWNAME' },
-  { name: 'dev token with opt-in, digest not allowed', token: () => sign(with_(devClaims, (c) => (c.submods.container.image_digest = OTHER_DIGEST)), dev), options: devOptIn, code: 'ATTESTATION_IMAGE_DIGEST' },
+  {
+    name: 'dev token posing as SEV hardware',
+    token: () =>
+      sign(
+        with_(devClaims, (c) => (c.hwmodel = 'GCP_AMD_SEV')),
+        dev,
+      ),
+    options: devOptIn,
+    code: 'ATTESTATION_HWMODEL',
+  },
+  {
+    name: 'dev token with opt-in, wrong swname',
+    token: () =>
+      sign(
+        with_(devClaims, (c) => (c.swname = 'GCE')),
+        dev,
+      ),
+    options: devOptIn,
+    code: 'ATTESTATION_SWNAME',
+  },
+  {
+    name: 'dev token with opt-in, digest not allowed',
+    token: () =>
+      sign(
+        with_(devClaims, (c) => (c.submods.container.image_digest = OTHER_DIGEST)),
+        dev,
+      ),
+    options: devOptIn,
+    code: 'ATTESTATION_IMAGE_DIGEST',
+  },
   { name: 'dev token with opt-in, another caller nonce', token: () => sign(devClaims(), dev), options: { ...devOptIn, nonce: callerNonce() }, code: 'ATTESTATION_NONCE' },
-  { name: 'dev token with opt-in, audience wrong', token: () => sign(with_(devClaims, (c) => (c.aud = 'other')), dev), options: devOptIn, code: 'ATTESTATION_AUDIENCE' },
+  {
+    name: 'dev token with opt-in, audience wrong',
+    token: () =>
+      sign(
+        with_(devClaims, (c) => (c.aud = 'other')),
+        dev,
+      ),
+    options: devOptIn,
+    code: 'ATTESTATION_AUDIENCE',
+  },
   // Platform claims.
   { name: 'GCP_SHIELDED_VM', token: () => sign(with_(prodClaims, (c) => (c.hwmodel = 'GCP_SHIELDED_VM'))), code: 'ATTESTATION_HWMODEL' },
   { name: 'no hwmodel', token: () => sign(with_(prodClaims, (c) => delete c.hwmodel)), code: 'ATTESTATION_HWMODEL' },
@@ -258,7 +290,12 @@ const forged: Array<{ name: string; token: () => Promise<string>; options?: Part
   { name: 'digest not on the allow-list', token: () => sign(with_(prodClaims, (c) => (c.submods.container.image_digest = OTHER_DIGEST))), code: 'ATTESTATION_IMAGE_DIGEST' },
   { name: 'empty allow-list', token: () => sign(prodClaims()), options: { policy: { ...policy, allowedImageDigests: [] } }, code: 'ATTESTATION_IMAGE_DIGEST' },
   { name: 'no image digest', token: () => sign(with_(prodClaims, (c) => delete c.submods.container.image_digest)), code: 'ATTESTATION_IMAGE_DIGEST' },
-  { name: 'uppercase digest', token: () => sign(with_(prodClaims, (c) => (c.submods.container.image_digest = DIGEST.toUpperCase()))), options: { policy: { ...policy, allowedImageDigests: [DIGEST, DIGEST.toUpperCase()] } }, code: 'ATTESTATION_IMAGE_DIGEST' },
+  {
+    name: 'uppercase digest',
+    token: () => sign(with_(prodClaims, (c) => (c.submods.container.image_digest = DIGEST.toUpperCase()))),
+    options: { policy: { ...policy, allowedImageDigests: [DIGEST, DIGEST.toUpperCase()] } },
+    code: 'ATTESTATION_IMAGE_DIGEST',
+  },
   // Key binding and nonce.
   { name: 'identity JWK with a private part', token: () => sign(prodClaims()), options: { identityJwk: worker.privateJwk }, code: 'ATTESTATION_KEY_BINDING' },
   { name: 'identity JWK missing', token: () => sign(prodClaims()), options: { identityJwk: undefined }, code: 'ATTESTATION_KEY_BINDING' },
@@ -346,7 +383,11 @@ function routedFetch(origin: string): typeof fetch {
 const GOOGLE_JWKS = 'https://www.googleapis.com/service_accounts/v1/metadata/jwk/signer@confidentialspace-sign.iam.gserviceaccount.com';
 
 test('discovery: the Confidential Space issuer is discovered once, then cached', async (t) => {
-  const server = await fakeIssuer(() => CONFIDENTIAL_SPACE_ISSUER, undefined, () => GOOGLE_JWKS);
+  const server = await fakeIssuer(
+    () => CONFIDENTIAL_SPACE_ISSUER,
+    undefined,
+    () => GOOGLE_JWKS,
+  );
   t.teardown(() => server.close());
   const googleJwksPath = new URL(GOOGLE_JWKS).pathname;
   const fetchImpl: typeof fetch = (input, init) => {
@@ -369,7 +410,10 @@ test('discovery: a dev issuer over plain http, by real fetch, refused without op
   t.teardown(() => server.close());
   const devIssuer = `${server.origin}/dev-attestation`;
   const keyCache = new IssuerKeyCache({ timeoutMs: 2000 });
-  const token = await sign(with_(devClaims, (c) => (c.iss = devIssuer)), dev);
+  const token = await sign(
+    with_(devClaims, (c) => (c.iss = devIssuer)),
+    dev,
+  );
   const base = options({ keys: undefined, devKeys: undefined, keyCache });
   t.is(await refusal(verifyAttestation(token, { ...base, policy: { ...policy, devIssuer } })), 'ATTESTATION_INSECURE_DEV');
   const result = await verifyAttestation(token, { ...base, policy: { ...policy, devIssuer, allowInsecureDev: true } });
@@ -381,7 +425,10 @@ test('discovery: without a cache each verification discovers again (through opti
   const server = await fakeIssuer((origin) => `${origin}/dev-attestation`);
   t.teardown(() => server.close());
   const devIssuer = `${server.origin}/dev-attestation`;
-  const token = await sign(with_(devClaims, (c) => (c.iss = devIssuer)), dev);
+  const token = await sign(
+    with_(devClaims, (c) => (c.iss = devIssuer)),
+    dev,
+  );
   let calls = 0;
   const counting: typeof fetch = (input, init) => ((calls += 1), fetch(input, init));
   const opts = options({ devKeys: undefined, fetch: counting, timeoutMs: 2000, policy: { ...policy, devIssuer, allowInsecureDev: true } });
@@ -394,7 +441,10 @@ test('discovery: an unknown kid from a discovered JWKS is a signature failure', 
   const server = await fakeIssuer((origin) => `${origin}/dev-attestation`);
   t.teardown(() => server.close());
   const devIssuer = `${server.origin}/dev-attestation`;
-  const token = await sign(with_(devClaims, (c) => (c.iss = devIssuer)), { ...impostor, jwk: { ...impostor.jwk, kid: 'nobody' } });
+  const token = await sign(
+    with_(devClaims, (c) => (c.iss = devIssuer)),
+    { ...impostor, jwk: { ...impostor.jwk, kid: 'nobody' } },
+  );
   const opts = options({ devKeys: undefined, keyCache: new IssuerKeyCache({ timeoutMs: 2000 }), policy: { ...policy, devIssuer, allowInsecureDev: true } });
   t.is(await refusal(verifyAttestation(token, opts)), 'ATTESTATION_SIGNATURE');
 });
@@ -412,7 +462,10 @@ for (const [name, handle, issuerOf] of brokenIssuers) {
     const server = await fakeIssuer(issuerOf ?? ((origin) => `${origin}/dev-attestation`), handle);
     t.teardown(() => server.close());
     const devIssuer = `${server.origin}/dev-attestation`;
-    const token = await sign(with_(devClaims, (c) => (c.iss = devIssuer)), dev);
+    const token = await sign(
+      with_(devClaims, (c) => (c.iss = devIssuer)),
+      dev,
+    );
     const opts = options({ devKeys: undefined, keyCache: new IssuerKeyCache({ timeoutMs: 2000 }), policy: { ...policy, devIssuer, allowInsecureDev: true } });
     const error = await t.throwsAsync(verifyAttestation(token, opts), { instanceOf: CleanroomError });
     t.is(error.code, 'ATTESTATION_UNAVAILABLE');
@@ -430,10 +483,16 @@ test('discovery: an http jwks_uri for an https issuer is refused', async (t) => 
 
 for (const hangOn of ['/.well-known/openid-configuration', '/keys']) {
   test(`discovery: a hung ${hangOn} is refused after the timeout, not waited on`, async (t) => {
-    const server = await fakeIssuer((origin) => `${origin}/dev-attestation`, (path) => path.endsWith(hangOn));
+    const server = await fakeIssuer(
+      (origin) => `${origin}/dev-attestation`,
+      (path) => path.endsWith(hangOn),
+    );
     t.teardown(() => server.close());
     const devIssuer = `${server.origin}/dev-attestation`;
-    const token = await sign(with_(devClaims, (c) => (c.iss = devIssuer)), dev);
+    const token = await sign(
+      with_(devClaims, (c) => (c.iss = devIssuer)),
+      dev,
+    );
     const opts = options({ devKeys: undefined, keyCache: new IssuerKeyCache({ timeoutMs: 200 }), policy: { ...policy, devIssuer, allowInsecureDev: true } });
     const started = Date.now();
     t.is(await refusal(verifyAttestation(token, opts)), 'ATTESTATION_UNAVAILABLE');
@@ -449,7 +508,10 @@ test('discovery: a failure is not cached; the next verification retries', async 
   );
   t.teardown(() => server.close());
   const devIssuer = `${server.origin}/dev-attestation`;
-  const token = await sign(with_(devClaims, (c) => (c.iss = devIssuer)), dev);
+  const token = await sign(
+    with_(devClaims, (c) => (c.iss = devIssuer)),
+    dev,
+  );
   const opts = options({ devKeys: undefined, keyCache: new IssuerKeyCache({ timeoutMs: 2000 }), policy: { ...policy, devIssuer, allowInsecureDev: true } });
   t.is(await refusal(verifyAttestation(token, opts)), 'ATTESTATION_UNAVAILABLE');
   fail = false;
@@ -458,7 +520,11 @@ test('discovery: a failure is not cached; the next verification retries', async 
 });
 
 test('discovery: a malformed or alg-none token never triggers a fetch', async (t) => {
-  const server = await fakeIssuer(() => CONFIDENTIAL_SPACE_ISSUER, undefined, () => GOOGLE_JWKS);
+  const server = await fakeIssuer(
+    () => CONFIDENTIAL_SPACE_ISSUER,
+    undefined,
+    () => GOOGLE_JWKS,
+  );
   t.teardown(() => server.close());
   const keyCache = new IssuerKeyCache({ fetch: routedFetch(server.origin), timeoutMs: 2000 });
   t.is(await refusal(verifyAttestation('a.b', options({ keys: undefined, keyCache }))), 'ATTESTATION_MALFORMED');
@@ -467,8 +533,7 @@ test('discovery: a malformed or alg-none token never triggers a fetch', async (t
 });
 
 test('verifyAttestation: an invalid currentDate is a caller bug (TypeError), never a skipped age check', async (t) => {
-  await t.throwsAsync(
-    verifyAttestation('a.b.c', { nonce: 'n'.repeat(16), identityJwk: {}, policy: { audience: 'x', allowedImageDigests: [] }, currentDate: new Date(Number.NaN) }),
-    { instanceOf: TypeError },
-  );
+  await t.throwsAsync(verifyAttestation('a.b.c', { nonce: 'n'.repeat(16), identityJwk: {}, policy: { audience: 'x', allowedImageDigests: [] }, currentDate: new Date(Number.NaN) }), {
+    instanceOf: TypeError,
+  });
 });

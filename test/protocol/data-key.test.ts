@@ -132,7 +132,12 @@ test('unwrapDataKey: a header rewritten to another session fails decryption', as
   t.is(await refusal(unwrapDataKey(unwrapOptions(rewritten, { sessionId: 'session-2' }))), 'DATASET_KEY_UNWRAP');
 });
 
-for (const [name, index] of [['ciphertext', 3], ['tag', 4], ['encrypted key', 1], ['iv', 2]] as const) {
+for (const [name, index] of [
+  ['ciphertext', 3],
+  ['tag', 4],
+  ['encrypted key', 1],
+  ['iv', 2],
+] as const) {
   test(`unwrapDataKey: a tampered ${name} is refused`, async (t) => {
     const jwe = await wrap();
     t.is(await refusal(unwrapDataKey(unwrapOptions(flip(jwe, index)))), 'DATASET_KEY_UNWRAP');

@@ -17,7 +17,10 @@ import { nodeAead } from '../../runtime/aead-node.ts';
 
 const CHUNK = 64 * 1024;
 const SESSION = 'session-a';
-const AEADS: Array<[string, ChunkAead]> = [['webCryptoAead', webCryptoAead], ['nodeAead', nodeAead]];
+const AEADS: Array<[string, ChunkAead]> = [
+  ['webCryptoAead', webCryptoAead],
+  ['nodeAead', nodeAead],
+];
 
 function headerInit(plaintextBytes: number, overrides: Partial<DatasetHeaderInit> = {}): DatasetHeaderInit {
   return {
@@ -26,7 +29,10 @@ function headerInit(plaintextBytes: number, overrides: Partial<DatasetHeaderInit
     owner_email: 'owner@example.com',
     table: 'orders',
     format: 'csv',
-    schema: [{ name: 'id', type: 'INTEGER' }, { name: 'amount', type: 'DOUBLE' }],
+    schema: [
+      { name: 'id', type: 'INTEGER' },
+      { name: 'amount', type: 'DOUBLE' },
+    ],
     row_count: 42,
     plaintext_bytes: plaintextBytes,
     ...overrides,
@@ -91,7 +97,7 @@ function layout(file: Uint8Array): { offset: number; records: Array<[number, num
   const { offset } = readDatasetHeader(file);
   const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
   const records: Array<[number, number]> = [];
-  for (let at = offset; at < file.byteLength;) {
+  for (let at = offset; at < file.byteLength; ) {
     const end = at + 12 + view.getUint32(at);
     records.push([at, end]);
     at = end;
@@ -149,7 +155,10 @@ for (const [aeadName, aead] of AEADS) {
       const file = await collect(encryptDataset({ header: init, key, plaintext: source, chunkBytes, aead }));
       const { records } = layout(file);
       t.is(records.length, Math.max(1, Math.ceil(size / chunkBytes)));
-      t.true(records.slice(0, -1).every(([s, e]) => e - s === 12 + chunkBytes + 16), 'every record but the last is full');
+      t.true(
+        records.slice(0, -1).every(([s, e]) => e - s === 12 + chunkBytes + 16),
+        'every record but the last is full',
+      );
       t.is(file.byteLength, datasetCiphertextBytes(readDatasetHeader(file).header));
       const ciphertext = outSlice === 'random' ? randomlySliced(file) : streamOf(file, outSlice);
       const out = await decryptAll(ciphertext, key, expectOf(init), aead);
@@ -250,33 +259,57 @@ function canonical(value: Record<string, unknown>): string {
 }
 
 const attacks: Array<[string, (f: Fixture) => Attack | Promise<Attack>, ErrorCode]> = [
-  ['a flipped bit in a middle record ciphertext', ({ main }) => {
-    const [start] = layout(main.file).records[1]!;
-    return { file: flipBit(main.file, start + 12 + 1000, 3) };
-  }, 'DATASET_CHUNK_TAMPERED'],
-  ['a flipped bit in a record GCM tag', ({ main }) => {
-    const [, end] = layout(main.file).records[2]!;
-    return { file: flipBit(main.file, end - 1, 7) };
-  }, 'DATASET_CHUNK_TAMPERED'],
-  ['a flipped bit in the short last record', ({ main }) => {
-    const [start] = layout(main.file).records[3]!;
-    return { file: flipBit(main.file, start + 12) };
-  }, 'DATASET_CHUNK_TAMPERED'],
-  ['a flipped bit in the first record of an empty dataset', ({ empty }) => {
-    const [start] = layout(empty.file).records[0]!;
-    return { file: flipBit(empty.file, start + 12) };
-  }, 'DATASET_CHUNK_TAMPERED'],
+  [
+    'a flipped bit in a middle record ciphertext',
+    ({ main }) => {
+      const [start] = layout(main.file).records[1]!;
+      return { file: flipBit(main.file, start + 12 + 1000, 3) };
+    },
+    'DATASET_CHUNK_TAMPERED',
+  ],
+  [
+    'a flipped bit in a record GCM tag',
+    ({ main }) => {
+      const [, end] = layout(main.file).records[2]!;
+      return { file: flipBit(main.file, end - 1, 7) };
+    },
+    'DATASET_CHUNK_TAMPERED',
+  ],
+  [
+    'a flipped bit in the short last record',
+    ({ main }) => {
+      const [start] = layout(main.file).records[3]!;
+      return { file: flipBit(main.file, start + 12) };
+    },
+    'DATASET_CHUNK_TAMPERED',
+  ],
+  [
+    'a flipped bit in the first record of an empty dataset',
+    ({ empty }) => {
+      const [start] = layout(empty.file).records[0]!;
+      return { file: flipBit(empty.file, start + 12) };
+    },
+    'DATASET_CHUNK_TAMPERED',
+  ],
   // The header stays a valid header ("orders" becomes "orderr"), so steps 1-3 pass; its hash is
   // the stream tag of every record, so record 0 is reported as belonging to another stream.
-  ['a flipped bit in the header that leaves it valid', ({ main }) => {
-    const at = Buffer.from(main.file).indexOf('"table":"orders"') + '"table":"orders'.length - 1;
-    return { file: flipBit(main.file, at, 0) };
-  }, 'DATASET_CHUNK_FOREIGN'],
+  [
+    'a flipped bit in the header that leaves it valid',
+    ({ main }) => {
+      const at = Buffer.from(main.file).indexOf('"table":"orders"') + '"table":"orders'.length - 1;
+      return { file: flipBit(main.file, at, 0) };
+    },
+    'DATASET_CHUNK_FOREIGN',
+  ],
   ['a flipped bit in the header that breaks its JSON', ({ main }) => ({ file: flipBit(main.file, 12, 1) }), 'DATASET_MALFORMED'],
-  ['a flipped bit in a record stream tag', ({ main }) => {
-    const [start] = layout(main.file).records[1]!;
-    return { file: flipBit(main.file, start + 4) };
-  }, 'DATASET_CHUNK_FOREIGN'],
+  [
+    'a flipped bit in a record stream tag',
+    ({ main }) => {
+      const [start] = layout(main.file).records[1]!;
+      return { file: flipBit(main.file, start + 4) };
+    },
+    'DATASET_CHUNK_FOREIGN',
+  ],
   ['a record length over chunk_bytes + 16', ({ main }) => ({ file: flipBit(main.file, layout(main.file).records[1]![0], 7) }), 'DATASET_CHUNK_TAMPERED'],
   ['a record length under 16', ({ main }) => ({ file: setLength(main.file, layout(main.file).records[0]![0], 15) }), 'DATASET_CHUNK_TAMPERED'],
   ['truncated at a record boundary', ({ main }) => ({ file: main.file.subarray(0, layout(main.file).records[1]![1]) }), 'DATASET_TRUNCATED'],
@@ -288,41 +321,73 @@ const attacks: Array<[string, (f: Fixture) => Attack | Promise<Attack>, ErrorCod
   ['truncated inside the header', ({ main }) => ({ file: main.file.subarray(0, 40) }), 'DATASET_TRUNCATED'],
   ['truncated inside the preamble', ({ main }) => ({ file: main.file.subarray(0, 10) }), 'DATASET_TRUNCATED'],
   ['no bytes at all', () => ({ file: new Uint8Array(0) }), 'DATASET_TRUNCATED'],
-  ['two records swapped', ({ main }) => {
-    const [r0, r1, r2, r3] = layout(main.file).records.map(([s, e]) => main.file.subarray(s, e));
-    return { file: concat(main.file.subarray(0, layout(main.file).offset), r1!, r0!, r2!, r3!) };
-  }, 'DATASET_CHUNK_REORDERED'],
-  ['the last record swapped with a middle one', ({ main }) => {
-    const [r0, r1, r2, r3] = layout(main.file).records.map(([s, e]) => main.file.subarray(s, e));
-    return { file: concat(main.file.subarray(0, layout(main.file).offset), r0!, r3!, r2!, r1!) };
-  }, 'DATASET_CHUNK_REORDERED'],
-  ['a middle record dropped', ({ main }) => {
-    const { records } = layout(main.file);
-    return { file: concat(main.file.subarray(0, records[1]![0]), main.file.subarray(records[2]![0])) };
-  }, 'DATASET_CHUNK_REORDERED'],
-  ['a record repeated', ({ main }) => {
-    const { records } = layout(main.file);
-    return { file: concat(main.file.subarray(0, records[2]![0]), main.file.subarray(...records[1]!), main.file.subarray(records[2]![0])) };
-  }, 'DATASET_CHUNK_REORDERED'],
-  ['a record spliced in from another dataset under the same key', ({ main, sibling }) => {
-    const ours = layout(main.file).records;
-    const theirs = layout(sibling.file).records;
-    return { file: concat(main.file.subarray(0, ours[1]![0]), sibling.file.subarray(...theirs[1]!), main.file.subarray(ours[1]![1])) };
-  }, 'DATASET_CHUNK_FOREIGN'],
+  [
+    'two records swapped',
+    ({ main }) => {
+      const [r0, r1, r2, r3] = layout(main.file).records.map(([s, e]) => main.file.subarray(s, e));
+      return { file: concat(main.file.subarray(0, layout(main.file).offset), r1!, r0!, r2!, r3!) };
+    },
+    'DATASET_CHUNK_REORDERED',
+  ],
+  [
+    'the last record swapped with a middle one',
+    ({ main }) => {
+      const [r0, r1, r2, r3] = layout(main.file).records.map(([s, e]) => main.file.subarray(s, e));
+      return { file: concat(main.file.subarray(0, layout(main.file).offset), r0!, r3!, r2!, r1!) };
+    },
+    'DATASET_CHUNK_REORDERED',
+  ],
+  [
+    'a middle record dropped',
+    ({ main }) => {
+      const { records } = layout(main.file);
+      return { file: concat(main.file.subarray(0, records[1]![0]), main.file.subarray(records[2]![0])) };
+    },
+    'DATASET_CHUNK_REORDERED',
+  ],
+  [
+    'a record repeated',
+    ({ main }) => {
+      const { records } = layout(main.file);
+      return { file: concat(main.file.subarray(0, records[2]![0]), main.file.subarray(...records[1]!), main.file.subarray(records[2]![0])) };
+    },
+    'DATASET_CHUNK_REORDERED',
+  ],
+  [
+    'a record spliced in from another dataset under the same key',
+    ({ main, sibling }) => {
+      const ours = layout(main.file).records;
+      const theirs = layout(sibling.file).records;
+      return { file: concat(main.file.subarray(0, ours[1]![0]), sibling.file.subarray(...theirs[1]!), main.file.subarray(ours[1]![1])) };
+    },
+    'DATASET_CHUNK_FOREIGN',
+  ],
   // The stream tag is in clear, so a splicer can rewrite it; the AAD still differs.
-  ['a spliced record with its stream tag rewritten to ours', ({ main, sibling }) => {
-    const ours = layout(main.file).records;
-    const theirs = sibling.file.slice(...layout(sibling.file).records[1]!);
-    theirs.set(main.file.subarray(ours[1]![0] + 4, ours[1]![0] + 12), 4);
-    return { file: concat(main.file.subarray(0, ours[1]![0]), theirs, main.file.subarray(ours[1]![1])) };
-  }, 'DATASET_CHUNK_TAMPERED'],
-  ["another dataset's header in front of our records", ({ main, sibling }) => ({
-    file: concat(sibling.file.subarray(0, layout(sibling.file).offset), main.file.subarray(layout(main.file).offset)),
-  }), 'DATASET_WRONG_DATASET'],
-  ['an entire file from another session', async ({ main }) => {
-    const other = await encrypted(main.plaintext, { key: main.key, init: { session_id: 'session-b', dataset_id: main.init.dataset_id } });
-    return { file: other.file };
-  }, 'DATASET_WRONG_SESSION'],
+  [
+    'a spliced record with its stream tag rewritten to ours',
+    ({ main, sibling }) => {
+      const ours = layout(main.file).records;
+      const theirs = sibling.file.slice(...layout(sibling.file).records[1]!);
+      theirs.set(main.file.subarray(ours[1]![0] + 4, ours[1]![0] + 12), 4);
+      return { file: concat(main.file.subarray(0, ours[1]![0]), theirs, main.file.subarray(ours[1]![1])) };
+    },
+    'DATASET_CHUNK_TAMPERED',
+  ],
+  [
+    "another dataset's header in front of our records",
+    ({ main, sibling }) => ({
+      file: concat(sibling.file.subarray(0, layout(sibling.file).offset), main.file.subarray(layout(main.file).offset)),
+    }),
+    'DATASET_WRONG_DATASET',
+  ],
+  [
+    'an entire file from another session',
+    async ({ main }) => {
+      const other = await encrypted(main.plaintext, { key: main.key, init: { session_id: 'session-b', dataset_id: main.init.dataset_id } });
+      return { file: other.file };
+    },
+    'DATASET_WRONG_SESSION',
+  ],
   ['a file of this session for another dataset id', async ({ main }) => ({ file: (await encrypted(main.plaintext, { key: main.key })).file }), 'DATASET_WRONG_DATASET'],
   ['bytes appended after the last record', ({ main }) => ({ file: concat(main.file, new Uint8Array([0])) }), 'DATASET_TRAILING_DATA'],
   ['a whole record appended after the last', ({ main }) => ({ file: concat(main.file, main.file.subarray(...layout(main.file).records[0]!)) }), 'DATASET_TRAILING_DATA'],
@@ -339,15 +404,23 @@ const attacks: Array<[string, (f: Fixture) => Attack | Promise<Attack>, ErrorCod
   ['a header with an extra member', ({ main }) => ({ file: withHeaderText(main.file, canonical({ ...headerJson(main.file), admin: true })) }), 'DATASET_MALFORMED'],
   ['a header with chunk_bytes under 64 KiB', ({ main }) => ({ file: withHeaderText(main.file, canonical({ ...headerJson(main.file), chunk_bytes: 1024 })) }), 'DATASET_MALFORMED'],
   ['a header with another algorithm', ({ main }) => ({ file: withHeaderText(main.file, canonical({ ...headerJson(main.file), alg: 'A128GCM-STREAM' })) }), 'DATASET_MALFORMED'],
-  ['a header with a non-canonical nonce prefix', ({ main }) => {
-    const header = headerJson(main.file);
-    const prefix = header.nonce_prefix as string;
-    // The last of 10 base64url characters carries 2 data bits and 4 spare bits that must be zero.
-    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-    const spare = alphabet[alphabet.indexOf(prefix.at(-1)!) | 1]!;
-    return { file: withHeaderText(main.file, canonical({ ...header, nonce_prefix: prefix.slice(0, 9) + spare })) };
-  }, 'DATASET_MALFORMED'],
-  ['a header that is not UTF-8', ({ main }) => ({ file: concat(main.file.subarray(0, 8), new Uint8Array([0, 0, 0, 2, 0xc3, 0x28]), main.file.subarray(layout(main.file).offset)) }), 'DATASET_MALFORMED'],
+  [
+    'a header with a non-canonical nonce prefix',
+    ({ main }) => {
+      const header = headerJson(main.file);
+      const prefix = header.nonce_prefix as string;
+      // The last of 10 base64url characters carries 2 data bits and 4 spare bits that must be zero.
+      const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+      const spare = alphabet[alphabet.indexOf(prefix.at(-1)!) | 1]!;
+      return { file: withHeaderText(main.file, canonical({ ...header, nonce_prefix: prefix.slice(0, 9) + spare })) };
+    },
+    'DATASET_MALFORMED',
+  ],
+  [
+    'a header that is not UTF-8',
+    ({ main }) => ({ file: concat(main.file.subarray(0, 8), new Uint8Array([0, 0, 0, 2, 0xc3, 0x28]), main.file.subarray(layout(main.file).offset)) }),
+    'DATASET_MALFORMED',
+  ],
   ['the right file under the wrong key', ({ main }) => ({ file: main.file, key: generateDataKey() }), 'DATASET_CHUNK_TAMPERED'],
 ];
 
@@ -397,10 +470,7 @@ test('dataset-format: any single corrupted byte anywhere in the file is refused 
 
 test('dataset-format: every strict prefix of a file is refused with a DATASET_ code', async (t) => {
   const main = await encrypted(randomBytes(CHUNK + 300));
-  const lengths = [
-    ...Array.from({ length: layout(main.file).offset + 40 }, (_, i) => i),
-    ...Array.from({ length: 100 }, () => Math.floor(Math.random() * main.file.byteLength)),
-  ];
+  const lengths = [...Array.from({ length: layout(main.file).offset + 40 }, (_, i) => i), ...Array.from({ length: 100 }, () => Math.floor(Math.random() * main.file.byteLength))];
   for (const length of lengths) {
     const code = await codeOf(decryptAll(main.file.subarray(0, length), main.key, expectOf(main.init)));
     if (!isDatasetCode(code)) t.fail(`prefix of ${length} bytes: ${code}`);
@@ -431,7 +501,10 @@ test('dataset-format: plaintext is released record by record, never from a recor
     }
   })();
   t.is((error as CleanroomError).code, 'DATASET_CHUNK_TAMPERED');
-  t.deepEqual(released.map((c) => c.byteLength), [CHUNK, CHUNK]);
+  t.deepEqual(
+    released.map((c) => c.byteLength),
+    [CHUNK, CHUNK],
+  );
   t.deepEqual(concat(...released), new Uint8Array(main.plaintext.subarray(0, 2 * CHUNK)));
 });
 
@@ -439,7 +512,10 @@ test('dataset-format: a tampered first record releases no plaintext at all', asy
   const main = await encrypted(randomBytes(CHUNK + 100));
   const [start] = layout(main.file).records[0]!;
   const reader = decryptDataset({ key: main.key, ciphertext: streamOf(flipBit(main.file, start + 30)), expect: expectOf(main.init) }).plaintext.getReader();
-  const error = await reader.read().then(() => 'released something', (e: unknown) => e);
+  const error = await reader.read().then(
+    () => 'released something',
+    (e: unknown) => e,
+  );
   t.is((error as CleanroomError).code, 'DATASET_CHUNK_TAMPERED');
 });
 
@@ -563,11 +639,15 @@ const misuse: Array<[string, () => unknown]> = [
   ['a 6-byte nonce prefix', () => encryptDataset({ header: headerInit(0), key: generateDataKey(), plaintext: streamOf(new Uint8Array(0)), noncePrefix: new Uint8Array(6) })],
   ['a header with a bad table name', () => encryptDataset({ header: headerInit(0, { table: 'duckdb_settings' }), key: generateDataKey(), plaintext: streamOf(new Uint8Array(0)) })],
   ['a header with an extra member', () => encryptDataset({ header: { ...headerInit(0), admin: true } as DatasetHeaderInit, key: generateDataKey(), plaintext: streamOf(new Uint8Array(0)) })],
-  ['a header over 64 KiB', () => encryptDataset({
-    header: headerInit(0, { schema: Array.from({ length: 256 }, (_, i) => ({ name: `${i}${'é'.repeat(127)}`, type: 'VARCHAR' as const })) }),
-    key: generateDataKey(),
-    plaintext: streamOf(new Uint8Array(0)),
-  })],
+  [
+    'a header over 64 KiB',
+    () =>
+      encryptDataset({
+        header: headerInit(0, { schema: Array.from({ length: 256 }, (_, i) => ({ name: `${i}${'é'.repeat(127)}`, type: 'VARCHAR' as const })) }),
+        key: generateDataKey(),
+        plaintext: streamOf(new Uint8Array(0)),
+      }),
+  ],
   ['decrypting with a 31-byte key', () => decryptDataset({ key: new Uint8Array(31), ciphertext: streamOf(new Uint8Array(0)), expect: { session_id: 's', dataset_id: 'd' } })],
   ['decrypting without expect', () => decryptDataset({ key: generateDataKey(), ciphertext: streamOf(new Uint8Array(0)) } as never)],
 ];
@@ -627,16 +707,19 @@ test('dataset-format: a 64 MiB stream round-trips through encrypt and decrypt ho
   let maxInFlight = 0;
   let peakArrayBuffers = 0;
   const baseline = process.memoryUsage().arrayBuffers;
-  const plaintext = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (produced >= total) return controller.close();
-      const bytes = randomBytes(piece);
-      sourceHash.update(bytes);
-      produced += piece;
-      maxInFlight = Math.max(maxInFlight, produced - consumed);
-      controller.enqueue(bytes);
+  const plaintext = new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (produced >= total) return controller.close();
+        const bytes = randomBytes(piece);
+        sourceHash.update(bytes);
+        produced += piece;
+        maxInFlight = Math.max(maxInFlight, produced - consumed);
+        controller.enqueue(bytes);
+      },
     },
-  }, { highWaterMark: 0 });
+    { highWaterMark: 0 },
+  );
   const ciphertext = encryptDataset({ header: init, key, plaintext, aead: nodeAead });
   const { plaintext: out } = decryptDataset({ key, ciphertext, expect: expectOf(init), aead: nodeAead });
   for await (const chunk of out) {

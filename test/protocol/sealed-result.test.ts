@@ -125,9 +125,7 @@ const unb64json = (part: string): any => JSON.parse(Buffer.from(part, 'base64url
 
 /** A receipt over `payload`, signed by `signer` (the worker by default). */
 function receipt(payload: Record<string, unknown>, signer: { privateKey: CryptoKey; thumbprint: string } = worker, header: Record<string, unknown> = {}): Promise<string> {
-  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
-    .setProtectedHeader({ alg: 'ES256', typ: RECEIPT_TYP, kid: signer.thumbprint, ...header } as never)
-    .sign(signer.privateKey);
+  return new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'ES256', typ: RECEIPT_TYP, kid: signer.thumbprint, ...header } as never).sign(signer.privateKey);
 }
 
 function flipMiddle(part: string): string {
@@ -152,7 +150,13 @@ test("canonicalResultBytes: byte-identical to the worker's canonicalResultJson",
       columns: [{ type: 'DOUBLE', name: 'x' }],
       rows: [[1.5], [-0], [1e21], [0.1 + 0.2], [null], [true], ['ünïcødé "quoted" \\ \u0001 \u2028'], [{ b: 1, a: [2, { d: null, c: 'x' }] }], [[3, 2, 1]]],
     },
-    { columns: [{ name: 'Z', type: 'VARCHAR' }, { name: 'a', type: 'VARCHAR' }], rows: [[{ Z: 1, a: 2, _: 3, 'é': 4, '10': 5, '9': 6 }]] },
+    {
+      columns: [
+        { name: 'Z', type: 'VARCHAR' },
+        { name: 'a', type: 'VARCHAR' },
+      ],
+      rows: [[{ Z: 1, a: 2, _: 3, é: 4, '10': 5, '9': 6 }]],
+    },
   ];
   for (const result of corpus) {
     t.deepEqual(canonicalResultBytes(result), new TextEncoder().encode(canonicalResultJson(result as never)));
@@ -166,7 +170,16 @@ test('canonicalResultBytes: a value JSON cannot carry is a TypeError', (t) => {
 });
 
 test('resultBucketBytes: the next power of two, at least 1 KiB', (t) => {
-  const cases: Array<[number, number]> = [[0, 1024], [1, 1024], [1024, 1024], [1025, 2048], [2048, 2048], [5000, 8192], [1 << 20, 1 << 20], [(1 << 20) + 1, 1 << 21]];
+  const cases: Array<[number, number]> = [
+    [0, 1024],
+    [1, 1024],
+    [1024, 1024],
+    [1025, 2048],
+    [2048, 2048],
+    [5000, 8192],
+    [1 << 20, 1 << 20],
+    [(1 << 20) + 1, 1 << 21],
+  ];
   for (const [length, bucket] of cases) t.is(resultBucketBytes(length), bucket, `length ${length}`);
 });
 
@@ -223,7 +236,9 @@ test('sealResult: a General JWE to each recipient with the bound protected heade
 
 /** RFC 7638 thumbprint with node:crypto, independent of the code under test. */
 function calculateJwkThumbprintSync(jwk: { crv: string; kty: string; x: string; y: string }): string {
-  return createHash('sha256').update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y })).digest('base64url');
+  return createHash('sha256')
+    .update(JSON.stringify({ crv: jwk.crv, kty: jwk.kty, x: jwk.x, y: jwk.y }))
+    .digest('base64url');
 }
 
 test('openSealedResult: each recipient opens the result and gets the verified receipt', async (t) => {
@@ -289,7 +304,12 @@ const refusals: Array<{ name: string; sealed: () => Promise<unknown>; options?: 
   { name: 'expected another session', sealed: async () => sealed, options: { expect: { sessionId: 'session-2', queryId: QUERY_ID } }, code: 'RESULT_TAMPERED' },
   { name: 'an envelope naming another query than its header', sealed: async () => ({ ...sealed, query_id: OTHER_QUERY_ID }), code: 'RESULT_TAMPERED' },
   { name: 'an envelope naming another session than its header', sealed: async () => ({ ...sealed, session_id: 'session-2' }), code: 'RESULT_TAMPERED' },
-  { name: 'an envelope relabelled to another query', sealed: async () => ({ ...sealed, query_id: OTHER_QUERY_ID }), options: { expect: { sessionId: SESSION_ID, queryId: OTHER_QUERY_ID } }, code: 'RESULT_TAMPERED' },
+  {
+    name: 'an envelope relabelled to another query',
+    sealed: async () => ({ ...sealed, query_id: OTHER_QUERY_ID }),
+    options: { expect: { sessionId: SESSION_ID, queryId: OTHER_QUERY_ID } },
+    code: 'RESULT_TAMPERED',
+  },
   {
     name: 'a protected header with an extra member (zip)',
     sealed: async () => ({ ...sealed, jwe: { ...sealed.jwe, protected: b64json({ ...unb64json(sealed.jwe.protected), zip: 'DEF' }) } }),
@@ -317,8 +337,16 @@ const refusals: Array<{ name: string; sealed: () => Promise<unknown>; options?: 
   { name: 'a receipt signed by another key', sealed: async () => ({ ...sealed, receipt: await receipt(receiptPayload, impostor, { kid: worker.thumbprint }) }), code: 'RESULT_RECEIPT_INVALID' },
   { name: 'a receipt naming another key', sealed: async () => ({ ...sealed, receipt: await receipt(receiptPayload, worker, { kid: impostor.thumbprint }) }), code: 'RESULT_RECEIPT_INVALID' },
   { name: 'a receipt with another typ', sealed: async () => ({ ...sealed, receipt: await receipt(receiptPayload, worker, { typ: 'JWT' }) }), code: 'RESULT_RECEIPT_INVALID' },
-  { name: 'a receipt whose result_sha256 does not match', sealed: async () => ({ ...sealed, receipt: await receipt({ ...receiptPayload, result_sha256: sha256('other') }) }), code: 'RESULT_RECEIPT_INVALID' },
-  { name: 'a receipt carrying a row count (it belongs inside the ciphertext)', sealed: async () => ({ ...sealed, receipt: await receipt({ ...receiptPayload, rows: 3 }) }), code: 'RESULT_RECEIPT_INVALID' },
+  {
+    name: 'a receipt whose result_sha256 does not match',
+    sealed: async () => ({ ...sealed, receipt: await receipt({ ...receiptPayload, result_sha256: sha256('other') }) }),
+    code: 'RESULT_RECEIPT_INVALID',
+  },
+  {
+    name: 'a receipt carrying a row count (it belongs inside the ciphertext)',
+    sealed: async () => ({ ...sealed, receipt: await receipt({ ...receiptPayload, rows: 3 }) }),
+    code: 'RESULT_RECEIPT_INVALID',
+  },
   { name: 'a receipt payload off schema', sealed: async () => ({ ...sealed, receipt: await receipt({ ...receiptPayload, extra: 1 }) }), code: 'RESULT_RECEIPT_INVALID' },
   {
     name: 'a receipt with a swapped payload',
@@ -372,7 +400,9 @@ async function withCraftedJwe(header: Record<string, unknown>): Promise<SealedRe
   padded.set(new TextEncoder().encode(`${canonicalResultJson(RESULT as never).slice(0, -1)},"salt":${JSON.stringify(salt)}}`));
   const encrypt = new GeneralEncrypt(padded).setProtectedHeader(header as never);
   for (const who of [alice, bob]) {
-    encrypt.addRecipient(await importJWK(who.key.encryption_jwk, 'ECDH-ES+A256KW')).setUnprotectedHeader({ kid: calculateJwkThumbprintSync(who.key.encryption_jwk), 'cleanroom.recipient': who.key.email });
+    encrypt
+      .addRecipient(await importJWK(who.key.encryption_jwk, 'ECDH-ES+A256KW'))
+      .setUnprotectedHeader({ kid: calculateJwkThumbprintSync(who.key.encryption_jwk), 'cleanroom.recipient': who.key.email });
   }
   return { ...sealed, jwe: (await encrypt.encrypt()) as SealedResult['jwe'] };
 }

@@ -1,26 +1,11 @@
 import test from 'ava';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import {
-  CompactSign,
-  SignJWT,
-  calculateJwkThumbprint,
-  createLocalJWKSet,
-  decodeProtectedHeader,
-  exportJWK,
-  generateKeyPair,
-  type CryptoKey,
-  type JWK,
-} from 'jose';
+import { CompactSign, SignJWT, calculateJwkThumbprint, createLocalJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { attestationNonce, CONFIDENTIAL_SPACE_ISSUER, type AttestationPolicy } from '../../protocol/attestation.ts';
 import { unwrapDataKey, wrapDataKey } from '../../protocol/data-key.ts';
 import type { SessionKeyBundle } from '../../protocol/dataset.ts';
 import { CleanroomError, type ErrorCode } from '../../protocol/errors.ts';
-import {
-  SESSION_KEY_CERT_TYP,
-  certifySessionKey,
-  verifySessionKeyBundle,
-  type VerifySessionKeyBundleOptions,
-} from '../../protocol/session-key.ts';
+import { SESSION_KEY_CERT_TYP, certifySessionKey, verifySessionKeyBundle, type VerifySessionKeyBundleOptions } from '../../protocol/session-key.ts';
 
 // Every key and token here is made at test time (STYLE.md "Tests"): a local RS256 key stands in
 // for the Confidential Space issuer (`keys`) and another for the worker's dev attester (`devKeys`).
@@ -223,7 +208,11 @@ const refused: Array<{ name: string; bundle: () => Promise<unknown>; options?: P
     bundle: async () => bundle({ certificate: await rawCertificate({ ...goodHeader(), jwk: otherWorker.publicJwk }, goodPayload()) }),
     code: 'SESSION_KEY_INVALID',
   },
-  { name: 'a certificate payload with an extra member', bundle: async () => bundle({ certificate: await rawCertificate(goodHeader(), { ...goodPayload(), extra: true }) }), code: 'SESSION_KEY_INVALID' },
+  {
+    name: 'a certificate payload with an extra member',
+    bundle: async () => bundle({ certificate: await rawCertificate(goodHeader(), { ...goodPayload(), extra: true }) }),
+    code: 'SESSION_KEY_INVALID',
+  },
   {
     name: 'a certificate with a swapped payload',
     bundle: async () => {
@@ -233,7 +222,14 @@ const refused: Array<{ name: string; bundle: () => Promise<unknown>; options?: P
     },
     code: 'SESSION_KEY_INVALID',
   },
-  { name: 'an unsigned certificate', bundle: async () => bundle({ certificate: `${Buffer.from(JSON.stringify({ alg: 'none', typ: SESSION_KEY_CERT_TYP, kid: worker.thumbprint })).toString('base64url')}.${Buffer.from(JSON.stringify(goodPayload())).toString('base64url')}.` }), code: 'SESSION_KEY_INVALID' },
+  {
+    name: 'an unsigned certificate',
+    bundle: async () =>
+      bundle({
+        certificate: `${Buffer.from(JSON.stringify({ alg: 'none', typ: SESSION_KEY_CERT_TYP, kid: worker.thumbprint })).toString('base64url')}.${Buffer.from(JSON.stringify(goodPayload())).toString('base64url')}.`,
+      }),
+    code: 'SESSION_KEY_INVALID',
+  },
   { name: 'a certificate that is not a JWS', bundle: async () => bundle({ certificate: 'not a jws' }), code: 'SESSION_KEY_INVALID' },
 ];
 for (const { name, bundle: make, options: overrides, code } of refused) {

@@ -19,7 +19,11 @@ const vectors: Array<[string, string, string]> = [
   ['empty', '', 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'],
   ['abc', 'abc', 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'],
   ['448-bit message', 'abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq', '248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1'],
-  ['896-bit message', 'abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu', 'cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1'],
+  [
+    '896-bit message',
+    'abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu',
+    'cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1',
+  ],
 ];
 for (const [name, input, hex] of vectors) {
   test(`sha256: FIPS 180-2 vector "${name}" hashes to the published digest`, (t) => {
@@ -65,12 +69,23 @@ test('sha256: large inputs in random pieces match node:crypto', (t) => {
 
 test('sha256: one byte at a time matches node:crypto', (t) => {
   const bytes = randomBytes(1000);
-  t.is(hashInPieces(bytes, Array.from({ length: 999 }, (_, i) => i + 1)), reference(bytes));
+  t.is(
+    hashInPieces(
+      bytes,
+      Array.from({ length: 999 }, (_, i) => i + 1),
+    ),
+    reference(bytes),
+  );
 });
 
 test('sha256: views at odd offsets into a larger buffer hash only their own bytes', (t) => {
   const backing = randomBytes(5000);
-  for (const [from, to] of [[1, 4001], [3, 3], [7, 71], [13, 4999]] as const) {
+  for (const [from, to] of [
+    [1, 4001],
+    [3, 3],
+    [7, 71],
+    [13, 4999],
+  ] as const) {
     const view = new Uint8Array(backing.buffer, backing.byteOffset + from, to - from);
     t.is(toHex(sha256(view)), reference(backing.subarray(from, to)), `bytes ${from}..${to}`);
   }

@@ -30,26 +30,38 @@ const valid = () => taskPayload({}, nowSeconds);
 const refused: Array<[string, () => Promise<string>, ErrorCode]> = [
   ['signed by another key under its own kid', () => signedTask(other, valid()), 'TASK_SIGNATURE'],
   ['signed by another key claiming our kid', () => other.signRaw({ alg: 'ES256', typ: TASK_TYP, kid: key.publicJwk.kid }, valid()), 'TASK_SIGNATURE'],
-  ['payload edited after signing', async () => {
-    const [h, , s] = (await signedTask(key, valid())).split('.');
-    return `${h}.${b64({ ...valid(), sql: 'SELECT * FROM secrets' })}.${s}`;
-  }, 'TASK_SIGNATURE'],
-  ['header edited after signing', async () => {
-    const [, p, s] = (await signedTask(key, valid())).split('.');
-    return `${b64({ alg: 'ES256', typ: TASK_TYP, kid: other.publicJwk.kid })}.${p}.${s}`;
-  }, 'TASK_SIGNATURE'],
+  [
+    'payload edited after signing',
+    async () => {
+      const [h, , s] = (await signedTask(key, valid())).split('.');
+      return `${h}.${b64({ ...valid(), sql: 'SELECT * FROM secrets' })}.${s}`;
+    },
+    'TASK_SIGNATURE',
+  ],
+  [
+    'header edited after signing',
+    async () => {
+      const [, p, s] = (await signedTask(key, valid())).split('.');
+      return `${b64({ alg: 'ES256', typ: TASK_TYP, kid: other.publicJwk.kid })}.${p}.${s}`;
+    },
+    'TASK_SIGNATURE',
+  ],
   ['wrong typ', () => key.signRaw({ alg: 'ES256', typ: 'JWT', kid: key.publicJwk.kid }, valid()), 'TASK_SIGNATURE'],
   ['no typ', () => key.signRaw({ alg: 'ES256', kid: key.publicJwk.kid }, valid()), 'TASK_SIGNATURE'],
   ['no kid', () => key.signRaw({ alg: 'ES256', typ: TASK_TYP }, valid()), 'TASK_SIGNATURE'],
   ['extra header member (crit)', () => key.signRaw({ alg: 'ES256', typ: TASK_TYP, kid: key.publicJwk.kid, crit: ['exp'], exp: 1 }, valid()), 'TASK_SIGNATURE'],
   ['alg none', async () => `${b64({ alg: 'none', typ: TASK_TYP, kid: key.publicJwk.kid })}.${b64(valid())}.`, 'TASK_SIGNATURE'],
   ['alg none with a junk signature', async () => `${b64({ alg: 'none', typ: TASK_TYP, kid: key.publicJwk.kid })}.${b64(valid())}.AAAA`, 'TASK_SIGNATURE'],
-  ['alg HS256 keyed with the public key', async () => {
-    const input = `${b64({ alg: 'HS256', typ: TASK_TYP, kid: key.publicJwk.kid })}.${b64(valid())}`;
-    const hmac = await crypto.subtle.importKey('raw', new TextEncoder().encode(JSON.stringify(key.publicJwk)), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
-    const sig = Buffer.from(await crypto.subtle.sign('HMAC', hmac, new TextEncoder().encode(input))).toString('base64url');
-    return `${input}.${sig}`;
-  }, 'TASK_SIGNATURE'],
+  [
+    'alg HS256 keyed with the public key',
+    async () => {
+      const input = `${b64({ alg: 'HS256', typ: TASK_TYP, kid: key.publicJwk.kid })}.${b64(valid())}`;
+      const hmac = await crypto.subtle.importKey('raw', new TextEncoder().encode(JSON.stringify(key.publicJwk)), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
+      const sig = Buffer.from(await crypto.subtle.sign('HMAC', hmac, new TextEncoder().encode(input))).toString('base64url');
+      return `${input}.${sig}`;
+    },
+    'TASK_SIGNATURE',
+  ],
   ['expired', () => signedTask(key, taskPayload({ iat: nowSeconds - 7200, exp: nowSeconds - 3600 }, nowSeconds)), 'TASK_EXPIRED'],
   ['issued in the future', () => signedTask(key, taskPayload({ iat: nowSeconds + 3600, exp: nowSeconds + 7200 }, nowSeconds)), 'TASK_MALFORMED'],
   ['payload off the schema, correctly signed', () => key.signRaw({ alg: 'ES256', typ: TASK_TYP, kid: key.publicJwk.kid }, { ...valid(), kind: 'drop_table' }), 'TASK_MALFORMED'],

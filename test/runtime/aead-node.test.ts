@@ -3,7 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { type ChunkAead, type DatasetHeaderInit, decryptDataset, encryptDataset, generateDataKey, webCryptoAead } from '../../protocol/dataset-format.ts';
 import { nodeAead } from '../../runtime/aead-node.ts';
 
-const IMPLEMENTATIONS: Array<[string, ChunkAead]> = [['nodeAead', nodeAead], ['webCryptoAead', webCryptoAead]];
+const IMPLEMENTATIONS: Array<[string, ChunkAead]> = [
+  ['nodeAead', nodeAead],
+  ['webCryptoAead', webCryptoAead],
+];
 const LENGTHS = [0, 1, 15, 16, 17, 1000, 64 * 1024 + 3];
 
 test('nodeAead: seals byte for byte like webCryptoAead, and each opens the other', async (t) => {
@@ -33,16 +36,22 @@ test('nodeAead: opens a ciphertext given as a view at an odd offset into a large
 });
 
 const forgeries: Array<[string, (c: { key: Uint8Array; nonce: Uint8Array; aad: Uint8Array; sealed: Uint8Array }) => [Uint8Array, Uint8Array, Uint8Array, Uint8Array]]> = [
-  ['a flipped ciphertext bit', ({ key, nonce, aad, sealed }) => {
-    const c = sealed.slice();
-    c[3]! ^= 0x10;
-    return [key, nonce, aad, c];
-  }],
-  ['a flipped tag bit', ({ key, nonce, aad, sealed }) => {
-    const c = sealed.slice();
-    c[c.length - 1]! ^= 0x01;
-    return [key, nonce, aad, c];
-  }],
+  [
+    'a flipped ciphertext bit',
+    ({ key, nonce, aad, sealed }) => {
+      const c = sealed.slice();
+      c[3]! ^= 0x10;
+      return [key, nonce, aad, c];
+    },
+  ],
+  [
+    'a flipped tag bit',
+    ({ key, nonce, aad, sealed }) => {
+      const c = sealed.slice();
+      c[c.length - 1]! ^= 0x01;
+      return [key, nonce, aad, c];
+    },
+  ],
   ['a truncated tag (15 bytes)', ({ key, nonce, aad, sealed }) => [key, nonce, aad, sealed.subarray(0, sealed.length - 1)]],
   ['a ciphertext shorter than a tag', ({ key, nonce, aad }) => [key, nonce, aad, new Uint8Array(15)]],
   ['another AAD', ({ key, nonce, aad, sealed }) => [key, nonce, aad.map((b, i) => (i === 0 ? b ^ 1 : b)), sealed]],
@@ -86,7 +95,10 @@ test('nodeAead and webCryptoAead: a whole dataset encrypts to identical bytes an
   const fromWeb = await encrypt(webCryptoAead);
   t.deepEqual(fromNode, fromWeb);
   const expect = { session_id: header.session_id, dataset_id: header.dataset_id };
-  for (const [file, aead] of [[fromNode, webCryptoAead], [fromWeb, nodeAead]] as const) {
+  for (const [file, aead] of [
+    [fromNode, webCryptoAead],
+    [fromWeb, nodeAead],
+  ] as const) {
     const { plaintext: out } = decryptDataset({ key, ciphertext: new Blob([file]).stream(), expect, aead });
     t.deepEqual(new Uint8Array(await new Response(out).arrayBuffer()), new Uint8Array(plaintext));
   }

@@ -140,13 +140,16 @@ test('local upload: a declared Content-Length over the cap is 413 before a byte 
   const { signer, store, handle } = setup();
   const { url } = await signer.signUpload(KEY, { expiresInSeconds: 900, maxBytes: 100 });
   let pulled = 0;
-  const body = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      pulled++;
-      controller.enqueue(randomBytes(101));
-      controller.close();
+  const body = new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        pulled++;
+        controller.enqueue(randomBytes(101));
+        controller.close();
+      },
     },
-  }, { highWaterMark: 0 }); // pulled only when someone reads
+    { highWaterMark: 0 },
+  ); // pulled only when someone reads
   await expectError(t, await handle(put(url, body, { headers: { 'content-length': '101' } })), 413, 'DATASET_TOO_LARGE');
   t.is(pulled, 0);
   t.is(await store.stat(KEY), null);

@@ -105,8 +105,7 @@ test.before(async () => {
   serverOrigin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
 test.after.always(() => server.close());
-const viaHttp = ((input: string | URL | Request, init?: RequestInit) =>
-  globalThis.fetch(String(input).replace('https://storage.googleapis.com', serverOrigin), init)) as typeof fetch;
+const viaHttp = ((input: string | URL | Request, init?: RequestInit) => globalThis.fetch(String(input).replace('https://storage.googleapis.com', serverOrigin), init)) as typeof fetch;
 
 objectStoreContract('gcs object store (fake JSON API over node:http)', async () => ({
   store: new GcsObjectStore({ bucket: BUCKET, auth, fetch: viaHttp }),
@@ -154,8 +153,17 @@ test('gcs object store: an object replaced between list and delete is left alone
   await store.createOnly('datasets/s1/a', randomBytes(1));
   await store.createOnly('datasets/s1/b', randomBytes(1));
   // The list answers with a generation that is already stale for "a".
-  gcs.faults.push(async () =>
-    new Response(JSON.stringify({ items: [{ name: 'datasets/s1/a', generation: '1' }, { name: 'datasets/s1/b', generation: gcs.objects.get('datasets/s1/b')!.generation }] }), { status: 200 }),
+  gcs.faults.push(
+    async () =>
+      new Response(
+        JSON.stringify({
+          items: [
+            { name: 'datasets/s1/a', generation: '1' },
+            { name: 'datasets/s1/b', generation: gcs.objects.get('datasets/s1/b')!.generation },
+          ],
+        }),
+        { status: 200 },
+      ),
   );
   t.is(await store.deletePrefix('datasets/s1/'), 1);
   t.true(gcs.objects.has('datasets/s1/a'));

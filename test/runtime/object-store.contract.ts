@@ -180,7 +180,7 @@ export function objectStoreContract(name: string, setup: () => Promise<ObjectSto
     for (const key of keys) t.is(await store.stat(key), null);
   });
 
-  withStore('list returns every object under the prefix, nested too, sorted by key, with stat\'s size and generation', async (t, store, prefix) => {
+  withStore("list returns every object under the prefix, nested too, sorted by key, with stat's size and generation", async (t, store, prefix) => {
     const inside = [`${prefix}s1/b.crds`, `${prefix}s1/nested/c.json`, `${prefix}s1/a.crds`, `${prefix}s1/epoch-10.json`, `${prefix}s1/epoch-9.json`];
     const outside = [`${prefix}s10/a.crds`, `${prefix}s1.crds`, `${prefix}s2/a.crds`];
     for (const key of [...inside, ...outside]) await store.createOnly(key, new TextEncoder().encode(key));
@@ -197,7 +197,10 @@ export function objectStoreContract(name: string, setup: () => Promise<ObjectSto
   withStore('list of many objects returns them all (pagination)', async (t, store, prefix) => {
     const keys = Array.from({ length: 7 }, (_, i) => `${prefix}many/${i}.bin`);
     await Promise.all(keys.map((key) => store.createOnly(key, new Uint8Array([1, 2, 3]))));
-    t.deepEqual((await store.list(`${prefix}many/`)).map((info) => info.key), keys);
+    t.deepEqual(
+      (await store.list(`${prefix}many/`)).map((info) => info.key),
+      keys,
+    );
   });
 
   withStore('delete removes one object and is false when there was none; the key can be written again', async (t, store, prefix) => {
@@ -211,7 +214,10 @@ export function objectStoreContract(name: string, setup: () => Promise<ObjectSto
     t.false(await store.delete(key));
     t.false(await store.delete(`${prefix}never`));
     t.is((await store.stat(sibling))?.size, 1);
-    t.deepEqual((await store.list(`${prefix}s1/`)).map((info) => info.key), [sibling]);
+    t.deepEqual(
+      (await store.list(`${prefix}s1/`)).map((info) => info.key),
+      [sibling],
+    );
     t.is((await store.createOnly(key, new Uint8Array([3, 4]))).size, 2);
   });
 

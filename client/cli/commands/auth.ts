@@ -22,8 +22,7 @@ export const login: Command = {
     if ((values.email === undefined) === (values.token === undefined)) {
       throw new UsageError('give exactly one of --email and --token', this.usage);
     }
-    const credentials =
-      values.email !== undefined ? await devLogin(ctx, values.email) : await tokenLogin(ctx, values.token!);
+    const credentials = values.email !== undefined ? await devLogin(ctx, values.email) : await tokenLogin(ctx, values.token!);
     await writeCredentials(ctx.config.home, credentials);
     const summary = { api: credentials.api, email: credentials.email, expires_at: credentials.expires_at };
     if (values.json) printJson(ctx.io, summary);

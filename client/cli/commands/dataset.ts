@@ -19,8 +19,7 @@ const EXTENSIONS: Record<string, DatasetFormat> = { '.csv': 'csv', '.parquet': '
 /** `cleanroom dataset upload SESSION FILE --table NAME`. */
 export const datasetUpload: Command = {
   path: ['dataset', 'upload'],
-  usage:
-    'cleanroom dataset upload SESSION FILE --table NAME [--format csv|parquet] [--expect-digest DIGEST ...] [--allow-insecure-dev] [--json]',
+  usage: 'cleanroom dataset upload SESSION FILE --table NAME [--format csv|parquet] [--expect-digest DIGEST ...] [--allow-insecure-dev] [--json]',
   summary: "Encrypt a CSV or Parquet file on this machine to the session's attested worker key and upload it",
   options: [
     ['--table NAME', 'the table name queries use (lowercase letters, digits, _; unique in the session)'],
@@ -30,12 +29,10 @@ export const datasetUpload: Command = {
     ['--json', 'print the registered dataset as JSON'],
   ],
   async run(ctx, argv) {
-    const { values, positionals } = parseCommandArgs(
-      this,
-      argv,
-      { ...JSON_OPTION, ...ATTESTATION_OPTIONS, table: { type: 'string' }, format: { type: 'string' }, rule: { type: 'string' } },
-      ['SESSION', 'FILE'],
-    );
+    const { values, positionals } = parseCommandArgs(this, argv, { ...JSON_OPTION, ...ATTESTATION_OPTIONS, table: { type: 'string' }, format: { type: 'string' }, rule: { type: 'string' } }, [
+      'SESSION',
+      'FILE',
+    ]);
     const [sessionId, file] = positionals as [string, string];
     if (values.rule !== undefined) {
       // Accepting a rule that nothing enforces would promise a protection that is not there.
@@ -130,9 +127,7 @@ export function formatDatasetTable(datasets: readonly DatasetViewReceived[]): st
   if (datasets.length === 0) return 'no datasets\n';
   const rows = [
     ['ID', 'TABLE', 'OWNER', 'ROWS', 'BYTES', 'CREATED', 'COLUMNS'],
-    ...datasets.map((d) =>
-      [d.id, d.table, d.owner_email, String(d.row_count), String(d.ciphertext_bytes), d.created_at, d.schema.map((c) => `${c.name} ${c.type}`).join(', ')].map(safe),
-    ),
+    ...datasets.map((d) => [d.id, d.table, d.owner_email, String(d.row_count), String(d.ciphertext_bytes), d.created_at, d.schema.map((c) => `${c.name} ${c.type}`).join(', ')].map(safe)),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return `${rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n')}\n`;

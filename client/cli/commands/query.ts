@@ -24,12 +24,9 @@ export const queryPropose: Command = {
     ['--json', 'print the query as JSON'],
   ],
   async run(ctx, argv) {
-    const { values, positionals } = parseCommandArgs(
-      this,
-      argv,
-      { ...JSON_OPTION, sql: { type: 'string' }, 'sql-file': { type: 'string' }, recipient: { type: 'string', multiple: true } },
-      ['SESSION'],
-    );
+    const { values, positionals } = parseCommandArgs(this, argv, { ...JSON_OPTION, sql: { type: 'string' }, 'sql-file': { type: 'string' }, recipient: { type: 'string', multiple: true } }, [
+      'SESSION',
+    ]);
     if ((values.sql === undefined) === (values['sql-file'] === undefined)) {
       throw new UsageError('give exactly one of --sql and --sql-file', this.usage);
     }
@@ -74,12 +71,7 @@ export const queryShow: Command = {
     ['--json', 'print the query as JSON'],
   ],
   async run(ctx, argv) {
-    const { values, positionals } = parseCommandArgs(
-      this,
-      argv,
-      { ...JSON_OPTION, wait: { type: 'boolean' }, timeout: { type: 'string' } },
-      ['SESSION', 'QUERY'],
-    );
+    const { values, positionals } = parseCommandArgs(this, argv, { ...JSON_OPTION, wait: { type: 'boolean' }, timeout: { type: 'string' } }, ['SESSION', 'QUERY']);
     const [sessionId, queryId] = positionals as [string, string];
     if (values.timeout !== undefined && !values.wait) throw new UsageError('--timeout needs --wait', this.usage);
     if (!values.wait) {
@@ -110,10 +102,7 @@ function decision(word: 'approve' | 'reject' | 'cancel', summary: string): Comma
       const { values, positionals } = parseCommandArgs(this, argv, { ...JSON_OPTION }, ['SESSION', 'QUERY']);
       const [sessionId, queryId] = positionals as [string, string];
       const api = ctx.api;
-      const query =
-        word === 'approve' ? await api.approveQuery(sessionId, queryId)
-        : word === 'reject' ? await api.rejectQuery(sessionId, queryId)
-        : await api.cancelQuery(sessionId, queryId);
+      const query = word === 'approve' ? await api.approveQuery(sessionId, queryId) : word === 'reject' ? await api.rejectQuery(sessionId, queryId) : await api.cancelQuery(sessionId, queryId);
       show(ctx.io, values.json, query);
     },
   };

@@ -12,18 +12,9 @@ export const resultGet: Command = {
   path: ['result', 'get'],
   usage: 'cleanroom result get SESSION QUERY [--out FILE] [--expect-digest DIGEST ...] [--allow-insecure-dev] [--json]',
   summary: "Fetch a query's sealed result, verify the worker's receipt and decrypt it here with your session key",
-  options: [
-    ['--out FILE', 'write the result to FILE (mode 0600) instead of stdout'],
-    ...ATTESTATION_HELP,
-    ['--json', 'the result as JSON {columns, rows, receipt} instead of CSV'],
-  ],
+  options: [['--out FILE', 'write the result to FILE (mode 0600) instead of stdout'], ...ATTESTATION_HELP, ['--json', 'the result as JSON {columns, rows, receipt} instead of CSV']],
   async run(ctx, argv) {
-    const { values, positionals } = parseCommandArgs(
-      this,
-      argv,
-      { ...JSON_OPTION, ...ATTESTATION_OPTIONS, out: { type: 'string' } },
-      ['SESSION', 'QUERY'],
-    );
+    const { values, positionals } = parseCommandArgs(this, argv, { ...JSON_OPTION, ...ATTESTATION_OPTIONS, out: { type: 'string' } }, ['SESSION', 'QUERY']);
     const [sessionId, queryId] = positionals as [string, string];
     const choice = attestationChoice(this, ctx, values);
     const credentials = await currentCredentials({ api: ctx.config.api, home: ctx.config.home, fetch: ctx.fetch, now: ctx.now });
@@ -38,9 +29,7 @@ export const resultGet: Command = {
     }
     if (result.insecureDev) ctx.io.stderr(insecureWarning(result.digestPinned));
     const { receipt } = result;
-    const text = values.json
-      ? `${JSON.stringify({ columns: result.columns, rows: result.rows, receipt }, null, 2)}\n`
-      : resultToCsv(result);
+    const text = values.json ? `${JSON.stringify({ columns: result.columns, rows: result.rows, receipt }, null, 2)}\n` : resultToCsv(result);
     if (!values.json) {
       // On stderr, so stdout holds the CSV alone.
       ctx.io.stderr(

@@ -5,8 +5,7 @@ import { formatSession, formatSessionTable, printJson } from '../output.ts';
 /** `cleanroom session create`. */
 export const sessionCreate: Command = {
   path: ['session', 'create'],
-  usage:
-    'cleanroom session create --name NAME [--participant EMAIL ...] [--cross-party-joins | --no-cross-party-joins] [--approval none|dataset_owners|all_participants] [--json]',
+  usage: 'cleanroom session create --name NAME [--participant EMAIL ...] [--cross-party-joins | --no-cross-party-joins] [--approval none|dataset_owners|all_participants] [--json]',
   summary: 'Create a session you own',
   options: [
     ['--name NAME', 'the session name (required)'],

@@ -60,11 +60,7 @@ export class TaskTable {
   /** Returns every in-flight row to 'pending', due now: their dispatcher is gone (start of a dispatcher). */
   reclaimAll(now: number): number {
     return Number(
-      guard(() =>
-        this.#db
-          .prepare(`UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, updated_at = ? WHERE state = 'in_flight'`)
-          .run(now, now),
-      ).changes,
+      guard(() => this.#db.prepare(`UPDATE tasks SET state = 'pending', lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, updated_at = ? WHERE state = 'in_flight'`).run(now, now)).changes,
     );
   }
 
@@ -80,9 +76,7 @@ export class TaskTable {
              ORDER BY next_attempt_at, created_at LIMIT ?`,
           )
           .all(now, now, limit + skip.size);
-        const lease = this.#db.prepare(
-          `UPDATE tasks SET state = 'in_flight', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? WHERE name = ?`,
-        );
+        const lease = this.#db.prepare(`UPDATE tasks SET state = 'in_flight', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? WHERE name = ?`);
         const claimed: ClaimedTask[] = [];
         for (const row of rows) {
           const name = String(row.name);
@@ -132,11 +126,7 @@ export class TaskTable {
 
   /** The earliest time a task becomes due (or its lease lapses), or null when none is waiting. */
   nextDueAt(): number | null {
-    const row = guard(() =>
-      this.#db
-        .prepare(`SELECT MIN(CASE state WHEN 'pending' THEN next_attempt_at ELSE lease_until END) AS due FROM tasks WHERE state IN ('pending', 'in_flight')`)
-        .get(),
-    );
+    const row = guard(() => this.#db.prepare(`SELECT MIN(CASE state WHEN 'pending' THEN next_attempt_at ELSE lease_until END) AS due FROM tasks WHERE state IN ('pending', 'in_flight')`).get());
     return row?.due === null || row?.due === undefined ? null : Number(row.due);
   }
 }

@@ -2,17 +2,7 @@ import { FieldPath, type DocumentReference, type DocumentSnapshot, type Firestor
 import type { AuditEntry } from '../../../protocol/audit.ts';
 import { CleanroomError } from '../../../protocol/errors.ts';
 import type { QueryStatus } from '../../../protocol/query.ts';
-import type {
-  ClosedCursor,
-  DatasetStore,
-  DatasetWrite,
-  ListQueriesOptions,
-  ListSessionsOptions,
-  QueryStore,
-  QueryWrite,
-  SessionStore,
-  StatusCursor,
-} from '../../core/ports.ts';
+import type { ClosedCursor, DatasetStore, DatasetWrite, ListQueriesOptions, ListSessionsOptions, QueryStore, QueryWrite, SessionStore, StatusCursor } from '../../core/ports.ts';
 import type { DatasetRecord, QueryRecord, SessionRecord } from '../../core/records.ts';
 import {
   STORE_RETRY_AFTER_SECONDS,
@@ -236,9 +226,7 @@ export class FirestoreSessionStore implements SessionStore, QueryStore, DatasetS
   async listAudit(sessionId: string, afterSeq: number, limit: number): Promise<AuditEntry[]> {
     assertPage(limit, afterSeq);
     // Zero-padded ids sort as numbers, so the document id alone orders the chain (no index).
-    const query = shaped(this.#sessionRef(sessionId).collection(AUDIT_COLLECTION), FIRESTORE_QUERY_SHAPES.auditAfterSeq, [])
-      .startAfter(auditDocId(afterSeq))
-      .limit(limit);
+    const query = shaped(this.#sessionRef(sessionId).collection(AUDIT_COLLECTION), FIRESTORE_QUERY_SHAPES.auditAfterSeq, []).startAfter(auditDocId(afterSeq)).limit(limit);
     const snapshot = await this.#call('read', () => query.get());
     return snapshot.docs.map((doc) => {
       const seq = /^\d{10}$/.test(doc.id) ? Number(doc.id) : NaN;
@@ -254,10 +242,7 @@ export class FirestoreSessionStore implements SessionStore, QueryStore, DatasetS
   async listQueries(sessionId: string, options: ListQueriesOptions): Promise<QueryRecord[]> {
     assertPage(options.limit);
     const queries = this.#sessionRef(sessionId).collection(QUERIES_COLLECTION);
-    let query =
-      options.status === undefined
-        ? shaped(queries, FIRESTORE_QUERY_SHAPES.queriesOfSession, [])
-        : shaped(queries, FIRESTORE_QUERY_SHAPES.queriesOfSessionByStatus, [options.status]);
+    let query = options.status === undefined ? shaped(queries, FIRESTORE_QUERY_SHAPES.queriesOfSession, []) : shaped(queries, FIRESTORE_QUERY_SHAPES.queriesOfSessionByStatus, [options.status]);
     if (options.after !== undefined) query = query.startAfter(options.after.created_at, options.after.id);
     const snapshot = await this.#call('read', () => query.limit(options.limit).get());
     return snapshot.docs.map((doc) => parseStoredQuery(doc.data(), sessionId, doc.id));
@@ -349,15 +334,9 @@ export class FirestoreSessionStore implements SessionStore, QueryStore, DatasetS
     return snapshot.docs.map((doc) => parseStoredSession(doc.data(), doc.id));
   }
 
-  async listQueriesInStatus(
-    status: QueryStatus,
-    options: { before: string; limit: number; after?: StatusCursor },
-  ): Promise<QueryRecord[]> {
+  async listQueriesInStatus(status: QueryStatus, options: { before: string; limit: number; after?: StatusCursor }): Promise<QueryRecord[]> {
     assertStatusPage(options.before, options.limit);
-    let query = shaped(this.#db.collectionGroup(QUERIES_COLLECTION), FIRESTORE_QUERY_SHAPES.queriesInStatusSince, [
-      status,
-      options.before,
-    ]);
+    let query = shaped(this.#db.collectionGroup(QUERIES_COLLECTION), FIRESTORE_QUERY_SHAPES.queriesInStatusSince, [status, options.before]);
     if (options.after !== undefined) query = query.startAfter(options.after.status_since, options.after.id);
     const snapshot = await this.#call('read', () => query.limit(options.limit).get());
     // The collection group spans every `queries` collection of the database: the deployment has

@@ -2,17 +2,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { AuditEntry } from '../../../protocol/audit.ts';
 import { CleanroomError } from '../../../protocol/errors.ts';
 import type { QueryStatus } from '../../../protocol/query.ts';
-import type {
-  ClosedCursor,
-  DatasetStore,
-  DatasetWrite,
-  ListQueriesOptions,
-  ListSessionsOptions,
-  QueryStore,
-  QueryWrite,
-  SessionStore,
-  StatusCursor,
-} from '../../core/ports.ts';
+import type { ClosedCursor, DatasetStore, DatasetWrite, ListQueriesOptions, ListSessionsOptions, QueryStore, QueryWrite, SessionStore, StatusCursor } from '../../core/ports.ts';
 import type { DatasetRecord, QueryRecord, SessionRecord } from '../../core/records.ts';
 import {
   STORE_RETRY_AFTER_SECONDS,
@@ -116,7 +106,10 @@ export class SqliteSessionStore implements SessionStore, QueryStore, DatasetStor
       database.exec('PRAGMA foreign_keys = ON');
       immediateTransaction(database, () => {
         database.exec(SCHEMA);
-        const columns = database.prepare('SELECT name FROM pragma_table_info(?)').all('sessions').map((row) => row.name);
+        const columns = database
+          .prepare('SELECT name FROM pragma_table_info(?)')
+          .all('sessions')
+          .map((row) => row.name);
         if (!columns.includes(SHRED_COLUMN)) database.exec(`ALTER TABLE sessions ADD COLUMN ${SHRED_COLUMN} TEXT`);
         database.exec(SHRED_INDEX);
       });
@@ -147,10 +140,9 @@ export class SqliteSessionStore implements SessionStore, QueryStore, DatasetStor
     assertWritable(session, entry, null);
     this.#write(() => {
       const inserted = this.#stmt(
-          `INSERT INTO sessions (id, doc, status, created_at, version, ${SHRED_COLUMN}) VALUES (?, ?, ?, ?, ?, ?)
+        `INSERT INTO sessions (id, doc, status, created_at, version, ${SHRED_COLUMN}) VALUES (?, ?, ?, ?, ?, ?)
            ON CONFLICT (id) DO NOTHING`,
-        )
-        .run(session.id, JSON.stringify(session), session.status, session.created_at, session.version, shredClosedAt(session));
+      ).run(session.id, JSON.stringify(session), session.status, session.created_at, session.version, shredClosedAt(session));
       if (inserted.changes === 0) throw new CleanroomError('CONFLICT', 'a session with this id already exists');
       this.#writeParticipants(session);
       this.#appendAudit(entry);
@@ -165,10 +157,15 @@ export class SqliteSessionStore implements SessionStore, QueryStore, DatasetStor
   async update(session: SessionRecord, expectedVersion: number, entry: AuditEntry): Promise<void> {
     assertWritable(session, entry, expectedVersion);
     this.#write(() => {
-      const updated = this.#stmt(
-          `UPDATE sessions SET doc = ?, status = ?, created_at = ?, version = ?, ${SHRED_COLUMN} = ? WHERE id = ? AND version = ?`,
-        )
-        .run(JSON.stringify(session), session.status, session.created_at, session.version, shredClosedAt(session), session.id, expectedVersion);
+      const updated = this.#stmt(`UPDATE sessions SET doc = ?, status = ?, created_at = ?, version = ?, ${SHRED_COLUMN} = ? WHERE id = ? AND version = ?`).run(
+        JSON.stringify(session),
+        session.status,
+        session.created_at,
+        session.version,
+        shredClosedAt(session),
+        session.id,
+        expectedVersion,
+      );
       if (updated.changes === 0) throw new CleanroomError('CONFLICT', 'the session changed or no longer exists');
       this.#writeParticipants(session);
       this.#appendAudit(entry);
@@ -190,27 +187,21 @@ export class SqliteSessionStore implements SessionStore, QueryStore, DatasetStor
     }
     const rows = this.#read(() =>
       this.#stmt(
-          `SELECT s.id, s.doc FROM session_participants p JOIN sessions s ON s.id = p.session_id
+        `SELECT s.id, s.doc FROM session_participants p JOIN sessions s ON s.id = p.session_id
            WHERE ${conditions.join(' AND ')} ORDER BY s.created_at DESC, s.id DESC LIMIT ?`,
-        )
-        .all(...params, options.limit),
+      ).all(...params, options.limit),
     );
     return rows.map((row) => parseSessionRow(row, String(row.id)));
   }
 
   async listAudit(sessionId: string, afterSeq: number, limit: number): Promise<AuditEntry[]> {
     assertPage(limit, afterSeq);
-    const rows = this.#read(() =>
-      this.#stmt('SELECT seq, doc FROM audit WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?')
-        .all(sessionId, afterSeq, limit),
-    );
+    const rows = this.#read(() => this.#stmt('SELECT seq, doc FROM audit WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?').all(sessionId, afterSeq, limit));
     return rows.map((row) => parseStoredAuditEntry(parseJson(row.doc, 'stored audit entry is malformed'), sessionId, Number(row.seq)));
   }
 
   async getQuery(sessionId: string, queryId: string): Promise<QueryRecord | null> {
-    const row = this.#read(() =>
-      this.#stmt('SELECT doc FROM queries WHERE id = ? AND session_id = ?').get(queryId, sessionId),
-    );
+    const row = this.#read(() => this.#stmt('SELECT doc FROM queries WHERE id = ? AND session_id = ?').get(queryId, sessionId));
     return row === undefined ? null : parseQueryRow(row, sessionId, queryId);
   }
 
@@ -226,10 +217,7 @@ export class SqliteSessionStore implements SessionStore, QueryStore, DatasetStor
       conditions.push('(created_at < ? OR (created_at = ? AND id < ?))');
       params.push(options.after.created_at, options.after.created_at, options.after.id);
     }
-    const rows = this.#read(() =>
-      this.#stmt(`SELECT id, doc FROM queries WHERE ${conditions.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`)
-        .all(...params, options.limit),
-    );
+    const rows = this.#read(() => this.#stmt(`SELECT id, doc FROM queries WHERE ${conditions.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`).all(...params, options.limit));
     return rows.map((row) => parseQueryRow(row, sessionId, String(row.id)));
   }
 
@@ -243,15 +231,13 @@ export class SqliteSessionStore implements SessionStore, QueryStore, DatasetStor
         const written =
           expectedQueryVersion === null
             ? this.#stmt(
-                  `INSERT INTO queries (id, session_id, doc, status, status_since, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?)
+                `INSERT INTO queries (id, session_id, doc, status, status_since, created_at, version) VALUES (?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (id) DO NOTHING`,
-                )
-                .run(query.id, query.session_id, doc, query.status, query.status_since, query.created_at, query.version)
+              ).run(query.id, query.session_id, doc, query.status, query.status_since, query.created_at, query.version)
             : this.#stmt(
-                  `UPDATE queries SET doc = ?, status = ?, status_since = ?, version = ?
+                `UPDATE queries SET doc = ?, status = ?, status_since = ?, version = ?
                    WHERE id = ? AND session_id = ? AND version = ?`,
-                )
-                .run(doc, query.status, query.status_since, query.version, query.id, query.session_id, expectedQueryVersion);
+              ).run(doc, query.status, query.status_since, query.version, query.id, query.session_id, expectedQueryVersion);
         if (written.changes === 0) throw new CleanroomError('CONFLICT', 'the query changed, exists already or does not exist');
         this.#appendAudit(entry);
       });
@@ -269,9 +255,7 @@ export class SqliteSessionStore implements SessionStore, QueryStore, DatasetStor
 
   async listDatasets(sessionId: string, options: { limit: number }): Promise<DatasetRecord[]> {
     assertPage(options.limit);
-    const rows = this.#read(() =>
-      this.#stmt('SELECT id, doc FROM datasets WHERE session_id = ? ORDER BY created_at, id LIMIT ?').all(sessionId, options.limit),
-    );
+    const rows = this.#read(() => this.#stmt('SELECT id, doc FROM datasets WHERE session_id = ? ORDER BY created_at, id LIMIT ?').all(sessionId, options.limit));
     return rows.map((row) => parseDatasetRow(row, sessionId, String(row.id)));
   }
 
@@ -281,10 +265,12 @@ export class SqliteSessionStore implements SessionStore, QueryStore, DatasetStor
     try {
       immediateTransaction(this.database, () => {
         this.#bumpSession(dataset.session_id, expectedSessionVersion, entry);
-        const inserted = this.#stmt(
-            `INSERT INTO datasets (session_id, id, doc, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (session_id, id) DO NOTHING`,
-          )
-          .run(dataset.session_id, dataset.id, JSON.stringify(dataset), dataset.created_at);
+        const inserted = this.#stmt(`INSERT INTO datasets (session_id, id, doc, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (session_id, id) DO NOTHING`).run(
+          dataset.session_id,
+          dataset.id,
+          JSON.stringify(dataset),
+          dataset.created_at,
+        );
         if (inserted.changes === 0) throw new CleanroomError('CONFLICT', 'a dataset with this id exists in the session');
         this.#appendAudit(entry);
       });
@@ -302,17 +288,11 @@ export class SqliteSessionStore implements SessionStore, QueryStore, DatasetStor
       conditions.push(`(${SHRED_COLUMN} > ? OR (${SHRED_COLUMN} = ? AND id > ?))`);
       params.push(options.after.closed_at, options.after.closed_at, options.after.id);
     }
-    const rows = this.#read(() =>
-      this.#stmt(`SELECT id, doc FROM sessions WHERE ${conditions.join(' AND ')} ORDER BY ${SHRED_COLUMN}, id LIMIT ?`)
-        .all(...params, options.limit),
-    );
+    const rows = this.#read(() => this.#stmt(`SELECT id, doc FROM sessions WHERE ${conditions.join(' AND ')} ORDER BY ${SHRED_COLUMN}, id LIMIT ?`).all(...params, options.limit));
     return rows.map((row) => parseSessionRow(row, String(row.id)));
   }
 
-  async listQueriesInStatus(
-    status: QueryStatus,
-    options: { before: string; limit: number; after?: StatusCursor },
-  ): Promise<QueryRecord[]> {
+  async listQueriesInStatus(status: QueryStatus, options: { before: string; limit: number; after?: StatusCursor }): Promise<QueryRecord[]> {
     assertStatusPage(options.before, options.limit);
     const conditions = ['status = ?', 'status_since < ?'];
     const params: string[] = [status, options.before];
@@ -320,10 +300,7 @@ export class SqliteSessionStore implements SessionStore, QueryStore, DatasetStor
       conditions.push('(status_since > ? OR (status_since = ? AND id > ?))');
       params.push(options.after.status_since, options.after.status_since, options.after.id);
     }
-    const rows = this.#read(() =>
-      this.#stmt(`SELECT id, session_id, doc FROM queries WHERE ${conditions.join(' AND ')} ORDER BY status_since, id LIMIT ?`)
-        .all(...params, options.limit),
-    );
+    const rows = this.#read(() => this.#stmt(`SELECT id, session_id, doc FROM queries WHERE ${conditions.join(' AND ')} ORDER BY status_since, id LIMIT ?`).all(...params, options.limit));
     return rows.map((row) => parseQueryRow(row, String(row.session_id), String(row.id)));
   }
 
@@ -339,8 +316,12 @@ export class SqliteSessionStore implements SessionStore, QueryStore, DatasetStor
     if (!extendsHead(parseJson(session.head, 'stored session record is malformed'), entry)) {
       throw new TypeError("the audit entry does not extend the session's stored chain");
     }
-    this.#stmt(`UPDATE sessions SET doc = json_set(doc, '$.version', ?, '$.audit_head', json(?)), version = ? WHERE id = ?`)
-      .run(expectedSessionVersion + 1, JSON.stringify({ seq: entry.seq, hash: entry.hash }), expectedSessionVersion + 1, sessionId);
+    this.#stmt(`UPDATE sessions SET doc = json_set(doc, '$.version', ?, '$.audit_head', json(?)), version = ? WHERE id = ?`).run(
+      expectedSessionVersion + 1,
+      JSON.stringify({ seq: entry.seq, hash: entry.hash }),
+      expectedSessionVersion + 1,
+      sessionId,
+    );
   }
 
   #writeParticipants(session: SessionRecord): void {
@@ -352,8 +333,7 @@ export class SqliteSessionStore implements SessionStore, QueryStore, DatasetStor
 
   #appendAudit(entry: AuditEntry): void {
     // A duplicate (session_id, seq) means the chain moved without the version: a lost race.
-    this.#stmt('INSERT INTO audit (session_id, seq, doc) VALUES (?, ?, ?)')
-      .run(entry.session_id, entry.seq, JSON.stringify(entry));
+    this.#stmt('INSERT INTO audit (session_id, seq, doc) VALUES (?, ?, ?)').run(entry.session_id, entry.seq, JSON.stringify(entry));
   }
 
   #write(body: () => void): void {

@@ -3,14 +3,7 @@ import { AuditEntrySchema, type AuditEntry } from '../../../protocol/audit.ts';
 import { CleanroomError } from '../../../protocol/errors.ts';
 import { objectKeys } from '../../../protocol/dataset.ts';
 import type { ClosedCursor, DatasetWrite, QueryWrite } from '../../core/ports.ts';
-import {
-  DatasetRecordSchema,
-  QueryRecordSchema,
-  SessionRecordSchema,
-  type DatasetRecord,
-  type QueryRecord,
-  type SessionRecord,
-} from '../../core/records.ts';
+import { DatasetRecordSchema, QueryRecordSchema, SessionRecordSchema, type DatasetRecord, type QueryRecord, type SessionRecord } from '../../core/records.ts';
 
 /**
  * What both SessionStore adapters check at their edge: documents read back are parsed, writes
@@ -75,7 +68,7 @@ export function assertQueryWritable(write: QueryWrite): void {
   const { query, entry, expectedQueryVersion, expectedSessionVersion } = write;
   if (!v.is(QueryRecordSchema, query)) throw new TypeError('query record does not match QueryRecordSchema');
   if (!v.is(AuditEntrySchema, entry)) throw new TypeError('audit entry does not match AuditEntrySchema');
-  if (entry.session_id !== query.session_id) throw new TypeError("audit entry belongs to another session than the query");
+  if (entry.session_id !== query.session_id) throw new TypeError('audit entry belongs to another session than the query');
   if (entry.details.query_id !== query.id) throw new TypeError('audit entry does not name the query');
   const version = (expectedQueryVersion ?? 0) + 1;
   if (query.version !== version) throw new TypeError(`query version must be ${version}`);
@@ -103,7 +96,7 @@ export function parseStoredDataset(data: unknown, sessionId: string, datasetId: 
 export function assertDatasetWritable(write: DatasetWrite): void {
   const { dataset, entry, expectedSessionVersion } = write;
   if (!v.is(DatasetRecordSchema, dataset)) throw new TypeError('dataset record does not match DatasetRecordSchema');
-  if (dataset.object_key !== objectKeys.dataset(dataset.session_id, dataset.id)) throw new TypeError('object_key is not the dataset\'s object');
+  if (dataset.object_key !== objectKeys.dataset(dataset.session_id, dataset.id)) throw new TypeError("object_key is not the dataset's object");
   if (!v.is(AuditEntrySchema, entry)) throw new TypeError('audit entry does not match AuditEntrySchema');
   if (entry.session_id !== dataset.session_id) throw new TypeError('audit entry belongs to another session than the dataset');
   if (entry.details.dataset_id !== dataset.id) throw new TypeError('audit entry does not name the dataset');
@@ -125,12 +118,7 @@ export function assertClosedPage(closedBefore: string, limit: number, after?: Cl
  * mismatch here means the caller built the entry from another read, a bug rather than a race.
  */
 export function extendsHead(head: unknown, entry: AuditEntry): boolean {
-  return (
-    typeof head === 'object' &&
-    head !== null &&
-    (head as { seq?: unknown }).seq === entry.seq - 1 &&
-    (head as { hash?: unknown }).hash === entry.prev_hash
-  );
+  return typeof head === 'object' && head !== null && (head as { seq?: unknown }).seq === entry.seq - 1 && (head as { hash?: unknown }).hash === entry.prev_hash;
 }
 
 /** Refuses a reconciler listing our own code got wrong. */
@@ -150,8 +138,6 @@ export function assertPage(limit: number, afterSeq = 0): void {
  * document: a session holds ID tokens and keys. The cause names only where parsing failed.
  */
 function malformed(message: string, result: v.SafeParseResult<v.GenericSchema>): CleanroomError {
-  const where = result.success
-    ? 'key mismatch'
-    : result.issues.map((issue) => `${v.getDotPath(issue) ?? '(root)'}: ${issue.type}`).join('; ');
+  const where = result.success ? 'key mismatch' : result.issues.map((issue) => `${v.getDotPath(issue) ?? '(root)'}: ${issue.type}`).join('; ');
   return new CleanroomError('INTERNAL', message, { cause: new Error(where) });
 }

@@ -56,7 +56,7 @@ export class HttpWorkerClient implements WorkerClient {
     try {
       text = utf8OrUndefined(await readCappedBytes(response, MAX_ANSWER_BYTES));
     } catch (cause) {
-      throw unavailable('the worker\'s answer could not be read', cause);
+      throw unavailable("the worker's answer could not be read", cause);
     }
     if (response.status === 200 && text !== undefined) return text;
     if (response.status >= 400 && response.status < 500) throw refusal(response.status, text, response.headers.get('retry-after'));

@@ -71,7 +71,10 @@ test.serial('engine: values come back JSON-safe with exact integers and ISO date
     [null, null, null, null, null, null, null, '1.25'],
   ]);
   t.is(result.bytes, Buffer.byteLength(JSON.stringify(result.rows)));
-  t.deepEqual(result.columns.map((c) => c.type), ['INTEGER', 'BIGINT', 'DOUBLE', 'VARCHAR', 'DATE', 'TIMESTAMP', 'BOOLEAN', 'DECIMAL(5,2)']);
+  t.deepEqual(
+    result.columns.map((c) => c.type),
+    ['INTEGER', 'BIGINT', 'DOUBLE', 'VARCHAR', 'DATE', 'TIMESTAMP', 'BOOLEAN', 'DECIMAL(5,2)'],
+  );
 });
 
 test.serial('engine: the row and byte caps stop a result instead of truncating it', async (t) => {
@@ -109,8 +112,7 @@ test('engine: failures map to fixed codes by type only', (t) => {
 });
 
 test.serial('engine: an input value that does not fit its column type fails the load', async (t) => {
-  const load = (value: unknown) =>
-    loadTables(connection, [{ name: `bad_${crypto.randomUUID().slice(0, 8)}`, columns: [{ name: 'i', type: 'INTEGER' }], rows: [[value as number]] }]);
+  const load = (value: unknown) => loadTables(connection, [{ name: `bad_${crypto.randomUUID().slice(0, 8)}`, columns: [{ name: 'i', type: 'INTEGER' }], rows: [[value as number]] }]);
   for (const value of ['1', 2 ** 31, 1.5, true]) {
     t.is((await t.throwsAsync(load(value), { instanceOf: CleanroomError })).code, 'QUERY_FAILED');
   }

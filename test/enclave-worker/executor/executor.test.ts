@@ -18,9 +18,7 @@ test.after.always(async () => {
 // One executor with a single slot and a one-place queue: these tests share it, one at a time.
 
 test.serial('executor: a SELECT over the session tables succeeds and the sink gets its rows in order', async (t) => {
-  const outcome = await executor.execute(
-    request('session-a', 'q-join', 'SELECT o.id, p.name, o.amount, o.day, p.score FROM orders o JOIN people p ON p.id = o.person_id ORDER BY o.id'),
-  );
+  const outcome = await executor.execute(request('session-a', 'q-join', 'SELECT o.id, p.name, o.amount, o.day, p.score FROM orders o JOIN people p ON p.id = o.person_id ORDER BY o.id'));
   t.like(outcome, { status: 'SUCCEEDED', result: { ref: 'test-only-plaintext:session-a/q-join', rows: 3 } });
   const result = sink.read('session-a', 'q-join');
   t.deepEqual(result?.columns, [
@@ -48,9 +46,7 @@ test.serial('executor: a session sees only its own tables', async (t) => {
 
 test.serial('executor: aborting the signal kills the running query, a full queue answers EXECUTOR_BUSY, then it serves again', async (t) => {
   const controller = new AbortController();
-  const endless = executor.execute(
-    request('session-a', 'endless', 'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r', { signal: controller.signal }),
-  );
+  const endless = executor.execute(request('session-a', 'endless', 'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r', { signal: controller.signal }));
   await new Promise((resolve) => setTimeout(resolve, 200));
   const queued = executor.execute(request('session-b', 'queued', 'SELECT 1'));
   t.deepEqual(await executor.execute(request('session-b', 'refused', 'SELECT 1')), { status: 'FAILED', code: 'EXECUTOR_BUSY' });
@@ -75,7 +71,19 @@ test.serial('executor: the digest-only sink keeps a count and the SHA-256 of the
   try {
     const outcome = await digestExecutor.execute(request('session-a', 'd1', 'SELECT id, amount FROM orders ORDER BY id'));
     const expected = createHash('sha256')
-      .update(canonicalResultJson({ columns: [{ name: 'id', type: 'INTEGER' }, { name: 'amount', type: 'BIGINT' }], rows: [[1, '100'], [2, '250'], [3, null]] }))
+      .update(
+        canonicalResultJson({
+          columns: [
+            { name: 'id', type: 'INTEGER' },
+            { name: 'amount', type: 'BIGINT' },
+          ],
+          rows: [
+            [1, '100'],
+            [2, '250'],
+            [3, null],
+          ],
+        }),
+      )
       .digest('hex');
     t.like(outcome, { status: 'SUCCEEDED', result: { ref: `sha256:${expected}`, rows: 3 } });
     t.deepEqual(Object.keys(digests.get('session-a', 'd1') ?? {}).sort(), ['bytes', 'rows', 'sha256']);

@@ -82,8 +82,23 @@ const TIERS: Table = {
   ],
   rowCount: 3,
 };
-const PEOPLE = csv('id,name\n1,"Ada, A."\n2,Bo\n3,Cy\n', [{ name: 'id', type: 'INTEGER' }, { name: 'name', type: 'VARCHAR' }], 3);
-const ORDERS = csv('id,person_id,amount\n10,1,100\n11,1,250\n12,2,\n', [{ name: 'id', type: 'INTEGER' }, { name: 'person_id', type: 'INTEGER' }, { name: 'amount', type: 'BIGINT' }], 3);
+const PEOPLE = csv(
+  'id,name\n1,"Ada, A."\n2,Bo\n3,Cy\n',
+  [
+    { name: 'id', type: 'INTEGER' },
+    { name: 'name', type: 'VARCHAR' },
+  ],
+  3,
+);
+const ORDERS = csv(
+  'id,person_id,amount\n10,1,100\n11,1,250\n12,2,\n',
+  [
+    { name: 'id', type: 'INTEGER' },
+    { name: 'person_id', type: 'INTEGER' },
+    { name: 'amount', type: 'BIGINT' },
+  ],
+  3,
+);
 
 const executors: Executor[] = [];
 test.after.always(async () => {
@@ -130,7 +145,17 @@ test('file inputs: a query over two CSV inputs and a Parquet input gives the rig
 });
 
 const failures: Array<[string, Record<string, Table>, string, string]> = [
-  ['a malformed CSV row', { t: csv('a,b\n1,x\n2,y,z\n', [{ name: 'a', type: 'INTEGER' }, { name: 'b', type: 'VARCHAR' }]) }, 'SELECT * FROM t', 'DATASET_MALFORMED'],
+  [
+    'a malformed CSV row',
+    {
+      t: csv('a,b\n1,x\n2,y,z\n', [
+        { name: 'a', type: 'INTEGER' },
+        { name: 'b', type: 'VARCHAR' },
+      ]),
+    },
+    'SELECT * FROM t',
+    'DATASET_MALFORMED',
+  ],
   ['a value that is not its declared type', { t: csv('a\n1\nsecret-value\n', [{ name: 'a', type: 'INTEGER' }]) }, 'SELECT * FROM t', 'DATASET_MALFORMED'],
   ['a wrong row count', { t: csv('a\n1\n2\n', [{ name: 'a', type: 'INTEGER' }], 3) }, 'SELECT * FROM t', 'DATASET_ROW_COUNT_MISMATCH'],
   ['a CSV header naming other columns', { t: csv('x\n1\n', [{ name: 'a', type: 'INTEGER' }]) }, 'SELECT * FROM t', 'DATASET_SCHEMA_MISMATCH'],
@@ -273,10 +298,15 @@ class AnnouncingInputs extends StaticInputs {
 test('file inputs: an input the source announces is loaded while the next one is written', async (t) => {
   const inputs = new AnnouncingInputs({ people: PEOPLE, orders: ORDERS, tiers: TIERS });
   const { executor, sink } = executorOver(inputs);
-  const sql = 'SELECT p.name, count(o.id) AS orders, max(t.tier) AS tier FROM people p LEFT JOIN orders o ON o.person_id = p.id LEFT JOIN tiers t ON t.person_id = p.id GROUP BY p.name ORDER BY p.name';
+  const sql =
+    'SELECT p.name, count(o.id) AS orders, max(t.tier) AS tier FROM people p LEFT JOIN orders o ON o.person_id = p.id LEFT JOIN tiers t ON t.person_id = p.id GROUP BY p.name ORDER BY p.name';
   t.like(await executor.execute(request('s1', 'announced', sql)), { status: 'SUCCEEDED' });
   t.deepEqual(inputs.loadedBeforeNextWritten, [true, true, true]);
-  t.deepEqual(sink.read('s1', 'announced')?.rows, [['Ada, A.', '2', 'gold'], ['Bo', '1', 'silver'], ['Cy', '0', null]]);
+  t.deepEqual(sink.read('s1', 'announced')?.rows, [
+    ['Ada, A.', '2', 'gold'],
+    ['Bo', '1', 'silver'],
+    ['Cy', '0', null],
+  ]);
 });
 
 test('file inputs: an announced input that fails to load ends the query with its own code, and no directory is left', async (t) => {

@@ -17,7 +17,11 @@ test.after.always(async () => {
 const NEXT = 'SELECT count(*) FROM people';
 
 const cases: Array<[string, string, string]> = [
-  ['DuckDB memory limit (a hash table past memory_limit; nothing spills)', 'SELECT count(DISTINCT a.secret_col || b.secret_col || c.secret_col) FROM people a, people b, people c', 'QUERY_MEMORY_LIMIT'],
+  [
+    'DuckDB memory limit (a hash table past memory_limit; nothing spills)',
+    'SELECT count(DISTINCT a.secret_col || b.secret_col || c.secret_col) FROM people a, people b, people c',
+    'QUERY_MEMORY_LIMIT',
+  ],
   ['resident memory watchdog (a string DuckDB does not account for)', "SELECT length(repeat('x', 400000000))", 'QUERY_MEMORY_LIMIT'],
   ['wall-clock timeout (the context is killed)', 'WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r', 'QUERY_TIMEOUT'],
   ['row cap', 'SELECT unnest(range(1001))', 'RESULT_TOO_LARGE'],

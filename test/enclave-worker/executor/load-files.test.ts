@@ -84,7 +84,10 @@ test('load files: a CSV loads with its declared types; quotes, commas, newlines,
       [3, '', null, null, null, null, null],
     ]);
     const types = await rows(connection, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'people' ORDER BY ordinal_position");
-    t.deepEqual(types, PEOPLE.map((c) => [c.name, c.type]));
+    t.deepEqual(
+      types,
+      PEOPLE.map((c) => [c.name, c.type]),
+    );
   } finally {
     connection.closeSync();
   }
@@ -144,7 +147,10 @@ test('load files: Parquet loads when names match and each type is the declared o
     ]);
     const result = await runSelect(connection, 'SELECT * FROM p', { maxRows: 10, maxBytes: 10_000 });
     t.deepEqual(result.rows, [[1, 'x', 2, '3', 1.5, '2024-01-01 01:02:03.456', '2024-01-01']]);
-    t.deepEqual(result.columns.map((c) => c.type), ['INTEGER', 'VARCHAR', 'INTEGER', 'BIGINT', 'DOUBLE', 'TIMESTAMP', 'DATE']);
+    t.deepEqual(
+      result.columns.map((c) => c.type),
+      ['INTEGER', 'VARCHAR', 'INTEGER', 'BIGINT', 'DOUBLE', 'TIMESTAMP', 'DATE'],
+    );
   } finally {
     connection.closeSync();
   }
@@ -158,7 +164,16 @@ const parquetCases: Array<[string, string, FileInput['columns'], number | null, 
   ['another column name', 'SELECT 1::INTEGER AS b', [{ name: 'a', type: 'INTEGER' }], null, 'DATASET_SCHEMA_MISMATCH'],
   ['a name in another case', 'SELECT 1::INTEGER AS A', [{ name: 'a', type: 'INTEGER' }], null, 'DATASET_SCHEMA_MISMATCH'],
   ['an extra column', 'SELECT 1::INTEGER AS a, 2::INTEGER AS b', [{ name: 'a', type: 'INTEGER' }], null, 'DATASET_SCHEMA_MISMATCH'],
-  ['a missing column', 'SELECT 1::INTEGER AS a', [{ name: 'a', type: 'INTEGER' }, { name: 'b', type: 'INTEGER' }], null, 'DATASET_SCHEMA_MISMATCH'],
+  [
+    'a missing column',
+    'SELECT 1::INTEGER AS a',
+    [
+      { name: 'a', type: 'INTEGER' },
+      { name: 'b', type: 'INTEGER' },
+    ],
+    null,
+    'DATASET_SCHEMA_MISMATCH',
+  ],
   ['another row count', 'SELECT unnest(range(5))::INTEGER AS a', [{ name: 'a', type: 'INTEGER' }], 4, 'DATASET_ROW_COUNT_MISMATCH'],
   ['the declared row count', 'SELECT unnest(range(5))::INTEGER AS a', [{ name: 'a', type: 'INTEGER' }], 5, 'loaded'],
 ];
@@ -188,7 +203,10 @@ test('load files: a path outside the directory is refused before DuckDB sees it'
 test('load files: names and column names cannot inject SQL (quoted as identifiers and literals)', async (t) => {
   const connection = await open();
   try {
-    const columns: FileInput['columns'] = [{ name: "it's", type: 'INTEGER' }, { name: 'a) AS x; DROP TABLE y; --', type: 'VARCHAR' }];
+    const columns: FileInput['columns'] = [
+      { name: "it's", type: 'INTEGER' },
+      { name: 'a) AS x; DROP TABLE y; --', type: 'VARCHAR' },
+    ];
     await loadFiles(connection, `${directory}/`, [file(`"it's","a) AS x; DROP TABLE y; --"\n1,x\n`, { name: 'odd', format: 'csv', columns, rowCount: 1 })]);
     t.deepEqual(await rows(connection, 'SELECT * FROM odd'), [[1, 'x']]);
   } finally {

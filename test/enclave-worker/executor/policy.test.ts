@@ -131,7 +131,25 @@ test('policy: a tree nested deeper than the walker follows is refused', (t) => {
   }
   const tree = {
     error: false,
-    statements: [{ node: { type: 'SELECT_NODE', modifiers: [], cte_map: { map: [] }, select_list: [node], from_table: { type: 'EMPTY', alias: '', sample: null, query_location: 0 }, where_clause: null, group_expressions: [], group_sets: [], aggregate_handling: 'STANDARD_HANDLING', having: null, sample: null, qualify: null }, named_param_map: [] }],
+    statements: [
+      {
+        node: {
+          type: 'SELECT_NODE',
+          modifiers: [],
+          cte_map: { map: [] },
+          select_list: [node],
+          from_table: { type: 'EMPTY', alias: '', sample: null, query_location: 0 },
+          where_clause: null,
+          group_expressions: [],
+          group_sets: [],
+          aggregate_handling: 'STANDARD_HANDLING',
+          having: null,
+          sample: null,
+          qualify: null,
+        },
+        named_param_map: [],
+      },
+    ],
   };
   t.is(t.throws(() => checkQueryTree(tree, []), { instanceOf: CleanroomError }).code, 'POLICY_VIOLATION');
 });

@@ -134,12 +134,18 @@ test('pool: aborting a running task aborts the signal the task was given', async
 
 test('pool: a failing task frees its slot', async (t) => {
   const pool = new ExecutorPool({ maxConcurrent: 1, maxQueued: 4 });
-  await t.throwsAsync(pool.run('A', async () => {
-    throw new Error('boom');
-  }), { message: 'boom' });
-  await t.throwsAsync(pool.run('A', () => {
-    throw new Error('sync boom');
-  }), { message: 'sync boom' });
+  await t.throwsAsync(
+    pool.run('A', async () => {
+      throw new Error('boom');
+    }),
+    { message: 'boom' },
+  );
+  await t.throwsAsync(
+    pool.run('A', () => {
+      throw new Error('sync boom');
+    }),
+    { message: 'sync boom' },
+  );
   t.is(await pool.run('A', async () => 'ok'), 'ok');
 });
 
@@ -153,7 +159,15 @@ test('pool: close fails waiting tasks, aborts running ones and refuses new ones'
   t.true(aborted);
   await running;
   t.is((await t.throwsAsync(waiting, { instanceOf: CleanroomError })).code, 'EXECUTOR_BUSY');
-  t.is((await t.throwsAsync(pool.run('C', async () => 'x'), { instanceOf: CleanroomError })).code, 'EXECUTOR_BUSY');
+  t.is(
+    (
+      await t.throwsAsync(
+        pool.run('C', async () => 'x'),
+        { instanceOf: CleanroomError },
+      )
+    ).code,
+    'EXECUTOR_BUSY',
+  );
 });
 
 test('pool: sizes must be positive integers', (t) => {

@@ -47,7 +47,16 @@ test('plaintext fixtures: a session reads only its own directory; ids cannot cli
     t.deepEqual(await inputs.tableNames(req('s1/..')), []);
     await t.throwsAsync(inputs.materialize(req('s1'), ['top'], { directory: target }), { instanceOf: TypeError });
     const [file] = await inputs.materialize(req('s1'), ['mine'], { directory: target });
-    t.deepEqual(file, { name: 'mine', file: join(target, 'mine.csv'), format: 'csv', columns: [{ name: 'a', type: 'INTEGER' }, { name: 'b x', type: 'VARCHAR' }], rowCount: null });
+    t.deepEqual(file, {
+      name: 'mine',
+      file: join(target, 'mine.csv'),
+      format: 'csv',
+      columns: [
+        { name: 'a', type: 'INTEGER' },
+        { name: 'b x', type: 'VARCHAR' },
+      ],
+      rowCount: null,
+    });
     // A plain header row of names, then the rows as they were; readable by its owner only.
     t.is(readFileSync(join(target, 'mine.csv'), 'utf8'), 'a,b x\n1,x\n');
     t.is(statSync(join(target, 'mine.csv')).mode & 0o777, 0o400);
@@ -70,7 +79,15 @@ test('input files: names are plain identifiers that are not paths or catalog nam
   t.false(v.is(FileInputSchema, { ...input, name: '../t' }));
   t.false(v.is(FileInputSchema, { ...input, format: 'json' }));
   t.false(v.is(FileInputSchema, { ...input, columns: [{ name: 'a', type: 'BLOB' }] }));
-  t.false(v.is(FileInputSchema, { ...input, columns: [{ name: 'a', type: 'INTEGER' }, { name: 'A', type: 'INTEGER' }] }));
+  t.false(
+    v.is(FileInputSchema, {
+      ...input,
+      columns: [
+        { name: 'a', type: 'INTEGER' },
+        { name: 'A', type: 'INTEGER' },
+      ],
+    }),
+  );
   t.false(v.is(FileInputSchema, { ...input, columns: [{ name: 'a"b', type: 'INTEGER' }] }));
   t.false(v.is(FileInputSchema, { ...input, rowCount: -1 }));
   // The file name is the table's: nothing else can be created in a context directory.
@@ -103,7 +120,11 @@ test('digest sink: canonical JSON sorts keys and keeps row order; the digest is 
 test('framing: frames split across chunks are reassembled; an endless frame is cut off once', (t) => {
   const frames: string[] = [];
   let overflows = 0;
-  const reader = new FrameReader(16, (text) => frames.push(text), () => overflows++);
+  const reader = new FrameReader(
+    16,
+    (text) => frames.push(text),
+    () => overflows++,
+  );
   const bytes = Buffer.from(encodeFrame({ a: 1 }) + encodeFrame({ b: 'x' }));
   reader.push(bytes.subarray(0, 3));
   reader.push(bytes.subarray(3, 11));

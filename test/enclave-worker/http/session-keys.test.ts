@@ -90,10 +90,11 @@ test('session-keys endpoint: a signed request from the control plane gets a bund
 test('session-keys endpoint: concurrent first requests for a session get one key', async (t) => {
   const handle = endpoint();
   const session = crypto.randomUUID();
-  const results = await Promise.all(
-    Array.from({ length: 5 }, async () => post(handle, await signSessionKeyRequest(request({ session_id: session }), key.signer))),
+  const results = await Promise.all(Array.from({ length: 5 }, async () => post(handle, await signSessionKeyRequest(request({ session_id: session }), key.signer))));
+  t.deepEqual(
+    results.map((r) => r.status),
+    [200, 200, 200, 200, 200],
   );
-  t.deepEqual(results.map((r) => r.status), [200, 200, 200, 200, 200]);
   t.is(new Set(results.map((r) => r.body.thumbprint)).size, 1);
 });
 
@@ -103,15 +104,23 @@ const refusals: Array<[string, () => Promise<{ body: string; authorization?: str
   ['a caller other than the control plane', async () => ({ body: await signSessionKeyRequest(request(), key.signer), authorization: await bearer('mallory@example.com') }), 'TASK_UNAUTHENTICATED'],
   ['a request signed by another key (forged)', async () => ({ body: await signSessionKeyRequest(request(), forger.signer) }), 'TASK_SIGNATURE'],
   ['a forged request under our kid', async () => ({ body: await forger.signRaw({ alg: 'ES256', typ: TASK_TYP, kid: key.publicJwk.kid }, request()) }), 'TASK_SIGNATURE'],
-  ['an edited request (other session)', async () => {
-    const [h, , s] = (await signSessionKeyRequest(request(), key.signer)).split('.');
-    return { body: `${h}.${b64(request())}.${s}` };
-  }, 'TASK_SIGNATURE'],
+  [
+    'an edited request (other session)',
+    async () => {
+      const [h, , s] = (await signSessionKeyRequest(request(), key.signer)).split('.');
+      return { body: `${h}.${b64(request())}.${s}` };
+    },
+    'TASK_SIGNATURE',
+  ],
   ['a query task (kind execute_query)', async () => ({ body: await signedTask(key, taskPayload()) }), 'TASK_MALFORMED'],
-  ['an expired request', async () => {
-    const now = Math.floor(Date.now() / 1000);
-    return { body: await signSessionKeyRequest(request({ iat: now - 7200, exp: now - 3600 }), key.signer) };
-  }, 'TASK_EXPIRED'],
+  [
+    'an expired request',
+    async () => {
+      const now = Math.floor(Date.now() / 1000);
+      return { body: await signSessionKeyRequest(request({ iat: now - 7200, exp: now - 3600 }), key.signer) };
+    },
+    'TASK_EXPIRED',
+  ],
   ['a garbage body', async () => ({ body: 'not a jws' }), 'TASK_MALFORMED'],
   ['an oversized body', async () => ({ body: 'a'.repeat(17 * 1024) }), 'PAYLOAD_TOO_LARGE'],
 ];

@@ -25,7 +25,16 @@ async function dataset(plaintext: Uint8Array): Promise<{ key: Uint8Array; datase
   const key = generateDataKey();
   const datasetId = randomUUID();
   const stream = encryptDataset({
-    header: { session_id: SESSION, dataset_id: datasetId, owner_email: 'o@example.com', table: 't', format: 'csv', schema: [{ name: 'a', type: 'VARCHAR' }], row_count: 1, plaintext_bytes: plaintext.byteLength },
+    header: {
+      session_id: SESSION,
+      dataset_id: datasetId,
+      owner_email: 'o@example.com',
+      table: 't',
+      format: 'csv',
+      schema: [{ name: 'a', type: 'VARCHAR' }],
+      row_count: 1,
+      plaintext_bytes: plaintext.byteLength,
+    },
     key,
     plaintext: new Blob([plaintext as Uint8Array<ArrayBuffer>]).stream(),
     aead: nodeAead,

@@ -108,8 +108,7 @@ const PEOPLE_SCHEMA: DatasetSchema = [
   { name: 'name', type: 'VARCHAR' },
 ];
 const PEOPLE_CSV = Buffer.from('id,name\n1,"Ada, A."\n2,Bo\n3,Cy\n');
-const people = (overrides: Partial<Upload> = {}): Promise<TaskInput> =>
-  upload({ table: 'people', format: 'csv', schema: PEOPLE_SCHEMA, plaintext: PEOPLE_CSV, rowCount: 3, ...overrides });
+const people = (overrides: Partial<Upload> = {}): Promise<TaskInput> => upload({ table: 'people', format: 'csv', schema: PEOPLE_SCHEMA, plaintext: PEOPLE_CSV, rowCount: 3, ...overrides });
 
 /** Parquet plaintext written by an unrestricted in-process DuckDB, at test time. */
 async function parquetBytes(select: string): Promise<Uint8Array> {
@@ -207,7 +206,16 @@ test('encrypted inputs: a task input that does not match the stored object fails
   t.is(await codeOf({ ...input, ciphertext_sha256: 'ab'.repeat(32) }), 'DATASET_HASH_MISMATCH');
   t.is(await codeOf({ ...input, session_key_thumbprint: other.thumbprint }), 'SESSION_KEY_UNAVAILABLE');
   t.is(await codeOf({ ...input, owner_email: 'mallory@example.com' }), 'DATASET_MALFORMED');
-  t.is(await codeOf({ ...input, schema: [{ name: 'id', type: 'BIGINT' }, { name: 'name', type: 'VARCHAR' }] }), 'DATASET_SCHEMA_MISMATCH');
+  t.is(
+    await codeOf({
+      ...input,
+      schema: [
+        { name: 'id', type: 'BIGINT' },
+        { name: 'name', type: 'VARCHAR' },
+      ],
+    }),
+    'DATASET_SCHEMA_MISMATCH',
+  );
   t.is(await codeOf({ ...input, format: 'parquet' }), 'DATASET_SCHEMA_MISMATCH');
   t.is(await codeOf({ ...input, row_count: 4 }), 'DATASET_ROW_COUNT_MISMATCH');
   // The same object still materializes when nothing was changed.

@@ -10,14 +10,7 @@ const KEY = 'projects/p/locations/europe-west1/keyRings/cleanroom/cryptoKeys/ses
 const AAD = sessionKeyAad('3f1c0c8e-0000-4000-8000-000000000001', 1);
 
 /** A fault the fake injects into the next call. */
-type KmsFault =
-  | 'ciphertext-crc'
-  | 'plaintext-unverified'
-  | 'aad-unverified'
-  | 'wrong-name'
-  | 'plaintext-crc'
-  | 'no-bytes'
-  | { code: number };
+type KmsFault = 'ciphertext-crc' | 'plaintext-unverified' | 'aad-unverified' | 'wrong-name' | 'plaintext-crc' | 'no-bytes' | { code: number };
 
 /**
  * A KMS client with just `encrypt` and `decrypt`, backed by local AES-256-GCM keys per version,
@@ -44,14 +37,16 @@ function fakeKms() {
       const cipher = createCipheriv('aes-256-gcm', versions.get(primary)!, iv);
       cipher.setAAD(aad);
       const ciphertext = Buffer.concat([Buffer.from([primary]), iv, cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
-      return [{
-        name: fault === 'wrong-name' ? 'projects/p/locations/europe-west1/keyRings/cleanroom/cryptoKeys/other/cryptoKeyVersions/1' : `${KEY}/cryptoKeyVersions/${primary}`,
-        ciphertext: fault === 'no-bytes' ? null : ciphertext,
-        ciphertextCrc32c: { value: String(fault === 'ciphertext-crc' ? (crc32c(ciphertext) ^ 1) >>> 0 : crc32c(ciphertext)) },
-        verifiedPlaintextCrc32c: request.plaintextCrc32c != null && fault !== 'plaintext-unverified',
-        verifiedAdditionalAuthenticatedDataCrc32c: request.additionalAuthenticatedDataCrc32c != null && fault !== 'aad-unverified',
-        protectionLevel: 'HSM',
-      }];
+      return [
+        {
+          name: fault === 'wrong-name' ? 'projects/p/locations/europe-west1/keyRings/cleanroom/cryptoKeys/other/cryptoKeyVersions/1' : `${KEY}/cryptoKeyVersions/${primary}`,
+          ciphertext: fault === 'no-bytes' ? null : ciphertext,
+          ciphertextCrc32c: { value: String(fault === 'ciphertext-crc' ? (crc32c(ciphertext) ^ 1) >>> 0 : crc32c(ciphertext)) },
+          verifiedPlaintextCrc32c: request.plaintextCrc32c != null && fault !== 'plaintext-unverified',
+          verifiedAdditionalAuthenticatedDataCrc32c: request.additionalAuthenticatedDataCrc32c != null && fault !== 'aad-unverified',
+          protectionLevel: 'HSM',
+        },
+      ];
     },
     async decrypt(request, options) {
       requests.push({ method: 'decrypt', request, options });
@@ -73,11 +68,13 @@ function fakeKms() {
       } catch {
         throw fail(3);
       }
-      return [{
-        plaintext: fault === 'no-bytes' ? null : plaintext,
-        plaintextCrc32c: { value: String(fault === 'plaintext-crc' ? (crc32c(plaintext) ^ 1) >>> 0 : crc32c(plaintext)) },
-        usedPrimary: ciphertext[0] === primary,
-      }];
+      return [
+        {
+          plaintext: fault === 'no-bytes' ? null : plaintext,
+          plaintextCrc32c: { value: String(fault === 'plaintext-crc' ? (crc32c(plaintext) ^ 1) >>> 0 : crc32c(plaintext)) },
+          usedPrimary: ciphertext[0] === primary,
+        },
+      ];
     },
   };
   return {

@@ -200,7 +200,10 @@ test('rotation job: a session that fails to rewrap leaves every old key version 
   t.deepEqual(ring.versions, [1, 2]);
   t.deepEqual(await keysOf(objects, sessions[1]!), [objectKeys.sessionKey(sessions[1]!, 1)]);
   t.true(warnings.some((line) => line.includes('KEY_SERVICE_UNAVAILABLE')));
-  t.false(warnings.some((line) => line.includes(sessions[1]!)), 'no session id in the log');
+  t.false(
+    warnings.some((line) => line.includes(sessions[1]!)),
+    'no session id in the log',
+  );
   t.true(await decryptsFor(manager(), sessions[1]!), 'the failed session still works');
 
   down = false;

@@ -192,7 +192,14 @@ test('session keys: key service and object store outages pass through with their
   const { thumbprint } = await manager(p).getOrCreate(session);
   t.is(await codeOf(manager(p, { keys: deadKms }).privateKey(session, thumbprint)), 'KEY_SERVICE_UNAVAILABLE');
   const store = new LocalObjectStore(p.objectsDir);
-  const deadStore: ObjectStore = { createOnly: down('OBJECT_STORE_UNAVAILABLE'), read: down('OBJECT_STORE_UNAVAILABLE'), stat: store.stat.bind(store), deletePrefix: store.deletePrefix.bind(store), list: store.list.bind(store), delete: store.delete.bind(store) };
+  const deadStore: ObjectStore = {
+    createOnly: down('OBJECT_STORE_UNAVAILABLE'),
+    read: down('OBJECT_STORE_UNAVAILABLE'),
+    stat: store.stat.bind(store),
+    deletePrefix: store.deletePrefix.bind(store),
+    list: store.list.bind(store),
+    delete: store.delete.bind(store),
+  };
   t.is(await codeOf(manager(p, { objects: deadStore }).getOrCreate(session)), 'OBJECT_STORE_UNAVAILABLE');
 });
 

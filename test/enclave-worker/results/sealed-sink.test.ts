@@ -49,7 +49,10 @@ function executeRequest(overrides: Partial<ExecuteRequest> = {}): ExecuteRequest
 }
 
 const result = (rows: QueryResult['rows']): QueryResult => ({
-  columns: [{ name: 'region', type: 'VARCHAR' }, { name: 'n', type: 'BIGINT' }],
+  columns: [
+    { name: 'region', type: 'VARCHAR' },
+    { name: 'n', type: 'BIGINT' },
+  ],
   rows,
   bytes: JSON.stringify(rows).length,
 });
@@ -66,16 +69,29 @@ function stored(dir: string, request: ExecuteRequest): unknown {
 test('sealed sink: every recipient opens the result and its receipt names the query, inputs and image', async (t) => {
   const { dir, sink: s } = sink();
   const request = executeRequest();
-  const ref = await s.write(request, result([['east', 3], ['west', 5]]), inputs);
+  const ref = await s.write(
+    request,
+    result([
+      ['east', 3],
+      ['west', 5],
+    ]),
+    inputs,
+  );
   const key = objectKeys.result(request.sessionId, request.queryId);
   t.is(ref.ref, `object:${key}`);
   t.is(ref.rows, 2);
   t.is(ref.bytes, statSync(join(dir, key)).size);
   for (const { privateKey } of [alice, bob]) {
     const opened = await openSealedResult({ sealed: stored(dir, request) as any, recipientPrivateKey: privateKey, expect: { sessionId: request.sessionId, queryId: request.queryId }, verifyIdentity });
-    t.deepEqual(opened.rows, [['east', 3], ['west', 5]]);
+    t.deepEqual(opened.rows, [
+      ['east', 3],
+      ['west', 5],
+    ]);
     t.deepEqual(opened.receipt.recipients, ['alice@example.com', 'bob@example.com']);
-    t.deepEqual(opened.receipt.inputs.map((i) => i.dataset_id), [inputs[1]!.dataset_id, inputs[0]!.dataset_id]);
+    t.deepEqual(
+      opened.receipt.inputs.map((i) => i.dataset_id),
+      [inputs[1]!.dataset_id, inputs[0]!.dataset_id],
+    );
     t.is(opened.receipt.image_digest, IMAGE_DIGEST, 'the digest the attestation names');
     t.is(opened.receipt.attempt, 1);
   }
@@ -100,7 +116,12 @@ test('sealed sink: a second write for the query keeps the first result and answe
   const second = await s.write({ ...request, attempt: 2 }, result([['east', 4]]), inputs);
   t.deepEqual(second, first);
   t.true(readFileSync(join(dir, objectKeys.result(request.sessionId, request.queryId))).equals(before));
-  const opened = await openSealedResult({ sealed: stored(dir, request) as any, recipientPrivateKey: alice.privateKey, expect: { sessionId: request.sessionId, queryId: request.queryId }, verifyIdentity });
+  const opened = await openSealedResult({
+    sealed: stored(dir, request) as any,
+    recipientPrivateKey: alice.privateKey,
+    expect: { sessionId: request.sessionId, queryId: request.queryId },
+    verifyIdentity,
+  });
   t.deepEqual(opened.rows, [['east', 3]]);
 });
 
@@ -128,11 +149,13 @@ test('sealed sink: one receipt attestation serves many results', async (t) => {
 test('receipt attestation: binds the identity key, is refreshed 5 minutes before it expires', async (t) => {
   let now = Date.now();
   const minted: string[] = [];
-  const attester = { token: async (request: Parameters<typeof trust.attester.token>[0]) => {
-    const token = await trust.attester.token(request);
-    minted.push(token);
-    return token;
-  } };
+  const attester = {
+    token: async (request: Parameters<typeof trust.attester.token>[0]) => {
+      const token = await trust.attester.token(request);
+      minted.push(token);
+      return token;
+    },
+  };
   const get = receiptAttestation({ attester, audience: AUDIENCE, identity: trust.identity, fallbackImageDigest: IMAGE_DIGEST, now: () => now });
   const [a, b] = await Promise.all([get(), get()]);
   t.is(minted.length, 1, 'concurrent callers share one request');

@@ -308,7 +308,7 @@ test('register: a session holds at most 64 datasets (VALIDATION_FAILED at the ti
 
 // --- Queries read the session's datasets
 
-test('propose: the task carries the datasets the SQL names as inputs and the recipients\' registered keys', async (t) => {
+test("propose: the task carries the datasets the SQL names as inputs and the recipients' registered keys", async (t) => {
   const sid = await session(api, [BOB]);
   const sales = await registered(api, sid, 'sales');
   const ads = await registered(api, sid, 'ads', BOB);
@@ -326,10 +326,13 @@ test('propose: the task carries the datasets the SQL names as inputs and the rec
   const task = api.queue.enqueued.find((candidate) => JSON.parse(Buffer.from(candidate.body.split('.')[1]!, 'base64url').toString()).query_id === res.body.id)!;
   const { payload } = await compactVerify(task.body, api.signer.publicKey, { algorithms: ['ES256'] });
   const parsed = v.parse(TaskPayloadSchema, JSON.parse(new TextDecoder().decode(payload)));
-  t.deepEqual(parsed.inputs?.map((i) => [i.table, i.dataset_id, i.owner_email, i.object_key]), [
-    ['sales', sales.view.id, OWNER, objectKeys.dataset(sid, sales.view.id)],
-    ['ads', ads.view.id, BOB, objectKeys.dataset(sid, ads.view.id)],
-  ]);
+  t.deepEqual(
+    parsed.inputs?.map((i) => [i.table, i.dataset_id, i.owner_email, i.object_key]),
+    [
+      ['sales', sales.view.id, OWNER, objectKeys.dataset(sid, sales.view.id)],
+      ['ads', ads.view.id, BOB, objectKeys.dataset(sid, ads.view.id)],
+    ],
+  );
   const stored = await api.store.getDataset(sid, ads.view.id);
   t.like(parsed.inputs?.[1], { wrapped_key: stored!.wrapped_key, ciphertext_sha256: stored!.ciphertext_sha256, ciphertext_bytes: 1000 });
   const owner = await api.registerKeys(sid, OWNER);
@@ -402,7 +405,7 @@ async function bundleFor(sid: string): Promise<Record<string, unknown>> {
   };
 }
 
-test.serial('session key: a signed request with the caller\'s nonce goes to the worker; its bundle comes back verbatim', async (t) => {
+test.serial("session key: a signed request with the caller's nonce goes to the worker; its bundle comes back verbatim", async (t) => {
   const sid = await session(api, [BOB]);
   const bundle = await bundleFor(sid);
   const text = ` ${JSON.stringify(bundle)}\n`;
@@ -428,15 +431,29 @@ test.serial('session key: a signed request with the caller\'s nonce goes to the 
   t.not(second.jti, payload.jti);
 });
 
-test.serial('session key: a worker answer that is not this session\'s bundle, or no answer, is 503 WORKER_UNAVAILABLE; refusals keep their code', async (t) => {
+test.serial("session key: a worker answer that is not this session's bundle, or no answer, is 503 WORKER_UNAVAILABLE; refusals keep their code", async (t) => {
   const sid = await session(api, []);
   const other = await session(api, []);
   const answers: Array<[string, () => Promise<string>, number, string]> = [
-    ['another session\'s bundle', async () => JSON.stringify(await bundleFor(other)), 503, 'WORKER_UNAVAILABLE'],
+    ["another session's bundle", async () => JSON.stringify(await bundleFor(other)), 503, 'WORKER_UNAVAILABLE'],
     ['not JSON', async () => '<html>gateway</html>', 503, 'WORKER_UNAVAILABLE'],
     ['an extra field', async () => JSON.stringify({ ...(await bundleFor(sid)), private_key: 'x' }), 503, 'WORKER_UNAVAILABLE'],
-    ['unreachable', async () => { throw new CleanroomError('WORKER_UNAVAILABLE', 'down', { retryAfter: 7 }); }, 503, 'WORKER_UNAVAILABLE'],
-    ['rate limited', async () => { throw new CleanroomError('RATE_LIMITED', 'slow down', { retryAfter: 5 }); }, 429, 'RATE_LIMITED'],
+    [
+      'unreachable',
+      async () => {
+        throw new CleanroomError('WORKER_UNAVAILABLE', 'down', { retryAfter: 7 });
+      },
+      503,
+      'WORKER_UNAVAILABLE',
+    ],
+    [
+      'rate limited',
+      async () => {
+        throw new CleanroomError('RATE_LIMITED', 'slow down', { retryAfter: 5 });
+      },
+      429,
+      'RATE_LIMITED',
+    ],
   ];
   for (const [label, answer, status, code] of answers) {
     api.worker.answer = answer;
@@ -467,7 +484,7 @@ test.serial('session key: participants of an ACTIVE session only; a malformed no
 
 // --- Closing shreds
 
-test('close: the session key and dataset objects are deleted; sealed results and other sessions\' objects stay', async (t) => {
+test("close: the session key and dataset objects are deleted; sealed results and other sessions' objects stay", async (t) => {
   const sid = await session(api, [BOB]);
   const other = await session(api, []);
   const { view } = await registered(api, sid, 'sales');

@@ -39,8 +39,7 @@ async function proposed(t: TestApi, sid: string, body: unknown = { sql: SQL }, a
   return res.body;
 }
 
-const act = (t: TestApi, sid: string, qid: string, op: 'approve' | 'reject' | 'cancel', as: string) =>
-  t.call('POST', `/api/tee/sessions/${sid}/queries/${qid}/${op}`, { as });
+const act = (t: TestApi, sid: string, qid: string, op: 'approve' | 'reject' | 'cancel', as: string) => t.call('POST', `/api/tee/sessions/${sid}/queries/${qid}/${op}`, { as });
 
 /**
  * A QUEUED query and its current task id (read from the store, as the worker gets it from its
@@ -61,8 +60,7 @@ function event(sid: string, qid: string, taskId: string, kind: 'RUNNING' | 'SUCC
 }
 
 /** A worker event report; `as: null` sends no token. */
-const report = (t: TestApi, qid: string, body: unknown, as: string | null = WORKER) =>
-  t.call('POST', `/internal/v1/queries/${qid}/events`, { ...(as ? { as } : {}), body });
+const report = (t: TestApi, qid: string, body: unknown, as: string | null = WORKER) => t.call('POST', `/internal/v1/queries/${qid}/events`, { ...(as ? { as } : {}), body });
 
 /** The session's audit actions after its creation and the key registrations of `session()`. */
 async function auditActions(t: TestApi, sid: string): Promise<string[]> {
@@ -84,14 +82,17 @@ async function tasksOf(t: TestApi, qid: string) {
 
 // --- Proposing
 
-test('propose (all_participants): 201 PENDING_APPROVAL, approvers fixed, the proposal is the proposer\'s approval, nothing queued', async (t) => {
+test("propose (all_participants): 201 PENDING_APPROVAL, approvers fixed, the proposal is the proposer's approval, nothing queued", async (t) => {
   const sid = await session(api);
   const res = await propose(api, sid);
   t.is(res.status, 201);
   t.is(res.headers.get('location'), `/api/tee/sessions/${sid}/queries/${res.body.id}`);
   t.like(res.body, { session_id: sid, sql: SQL, proposer: OWNER, recipients: [OWNER], status: 'PENDING_APPROVAL', attempt: 0 });
   t.deepEqual(res.body.required_approvers, [OWNER, BOB, CAROL]);
-  t.deepEqual(res.body.decisions.map((d: any) => [d.email, d.decision]), [[OWNER, 'approve']]);
+  t.deepEqual(
+    res.body.decisions.map((d: any) => [d.email, d.decision]),
+    [[OWNER, 'approve']],
+  );
   for (const field of ['approved_at', 'queued_at', 'started_at', 'finished_at', 'error_code', 'stats', 'result_ref']) t.is(res.body[field], null, field);
   for (const hidden of ['task_id', 'version', 'status_since']) t.false(Object.hasOwn(res.body, hidden), hidden);
   t.is((await tasksOf(api, res.body.id)).length, 0);
@@ -201,7 +202,10 @@ test('approve: each required approver in turn; the last one queues the query and
   const first = await act(api, sid, q.id, 'approve', BOB);
   t.is(first.status, 200);
   t.is(first.body.status, 'PENDING_APPROVAL');
-  t.deepEqual(first.body.decisions.map((d: any) => d.email), [OWNER, BOB]);
+  t.deepEqual(
+    first.body.decisions.map((d: any) => d.email),
+    [OWNER, BOB],
+  );
   t.is((await tasksOf(api, q.id)).length, 0);
   const last = await act(api, sid, q.id, 'approve', CAROL);
   t.is(last.status, 200);
@@ -237,7 +241,13 @@ test('reject: one required approver ends it: REJECTED, finished, never queued', 
   t.is(res.status, 200);
   t.is(res.body.status, 'REJECTED');
   t.truthy(res.body.finished_at);
-  t.deepEqual(res.body.decisions.map((d: any) => [d.email, d.decision]), [[OWNER, 'approve'], [CAROL, 'reject']]);
+  t.deepEqual(
+    res.body.decisions.map((d: any) => [d.email, d.decision]),
+    [
+      [OWNER, 'approve'],
+      [CAROL, 'reject'],
+    ],
+  );
   t.is((await tasksOf(api, q.id)).length, 0);
   t.is((await act(api, sid, q.id, 'cancel', OWNER)).body.error.code, 'ILLEGAL_TRANSITION');
 });
@@ -287,7 +297,7 @@ test('cancel: by the proposer or the session owner while not started; anyone els
   t.is((await act(api, sid, mine.id, 'cancel', BOB)).body.status, 'CANCELLED');
 });
 
-test('cancel while QUEUED: CANCELLED, and the worker\'s RUNNING report for it is refused so it never runs', async (t) => {
+test("cancel while QUEUED: CANCELLED, and the worker's RUNNING report for it is refused so it never runs", async (t) => {
   const { sid, qid, taskId } = await queuedQuery(api);
   const res = await act(api, sid, qid, 'cancel', OWNER);
   t.is(res.body.status, 'CANCELLED');
@@ -370,7 +380,7 @@ test('events: an event of another task (a superseded attempt) is ignored: 200, a
   t.deepEqual(await api.store.getQuery(sid, qid), before);
 });
 
-test('events: only the worker may report: no token 401, a participant\'s token 403, and nothing changes', async (t) => {
+test("events: only the worker may report: no token 401, a participant's token 403, and nothing changes", async (t) => {
   const { sid, qid, taskId } = await queuedQuery(api);
   const body = event(sid, qid, taskId, 'RUNNING');
   const none = await report(api, qid, body, null);
@@ -433,7 +443,10 @@ test('race: the two last approvals at once: both answered, QUEUED, and exactly o
     t.is((await api.store.getQuery(sid, q.id))!.status, 'QUEUED');
     const name = await taskName(q.id, 1);
     t.is(api.queue.calls.filter((c) => c.name === name).length, 1, `round ${round}: one enqueue`);
-    t.deepEqual((await auditActions(api, sid)).filter((a) => a === 'query.queued'), ['query.queued']);
+    t.deepEqual(
+      (await auditActions(api, sid)).filter((a) => a === 'query.queued'),
+      ['query.queued'],
+    );
   }
 });
 
@@ -457,7 +470,7 @@ test('race: approve against cancel: the query ends CANCELLED either way, at most
   }
 });
 
-test('race: the worker\'s RUNNING against a cancel: exactly one of them wins', async (t) => {
+test("race: the worker's RUNNING against a cancel: exactly one of them wins", async (t) => {
   for (let round = 0; round < 5; round++) {
     const { sid, qid, taskId } = await queuedQuery(api);
     const [running, cancel] = await Promise.all([report(api, qid, event(sid, qid, taskId, 'RUNNING')), act(api, sid, qid, 'cancel', OWNER)]);
@@ -492,7 +505,10 @@ test('list: newest first, paged, filtered by status; participants only; bad para
   t.deepEqual([...seen].sort(), [...ids].sort());
   t.is(new Set(seen).size, 5);
   const cancelled = await api.call('GET', `/api/tee/sessions/${sid}/queries?status=CANCELLED`, { as: OWNER });
-  t.deepEqual(cancelled.body.queries.map((q: any) => q.id), [ids[1]]);
+  t.deepEqual(
+    cancelled.body.queries.map((q: any) => q.id),
+    [ids[1]],
+  );
   for (const q of cancelled.body.queries) t.false(Object.hasOwn(q, 'task_id'));
   t.is((await api.call('GET', `/api/tee/sessions/${sid}/queries`, { as: EVE })).body.error.code, 'SESSION_NOT_FOUND');
   for (const qs of ['status=DONE', 'limit=0', 'limit=201', 'limit=abc', 'cursor=%%%', 'cursor=eyJ4IjoxfQ', 'sort=asc']) {
@@ -514,9 +530,7 @@ test('close: queries not yet started are cancelled (audited), a running one fini
   const done = await queuedQuery(api, sid);
   await report(api, done.qid, event(sid, done.qid, done.taskId, 'FAILED', { error_code: 'QUERY_TIMEOUT' }));
   t.is((await api.call('DELETE', `/api/tee/sessions/${sid}`, { as: OWNER })).status, 200);
-  const statuses = Object.fromEntries(
-    (await api.call('GET', `/api/tee/sessions/${sid}/queries`, { as: BOB })).body.queries.map((q: any) => [q.id, q.status]),
-  );
+  const statuses = Object.fromEntries((await api.call('GET', `/api/tee/sessions/${sid}/queries`, { as: BOB })).body.queries.map((q: any) => [q.id, q.status]));
   t.deepEqual(statuses, { [running.qid]: 'RUNNING', [queued.qid]: 'CANCELLED', [pending.id]: 'CANCELLED', [done.qid]: 'FAILED' });
   const start = await report(api, queued.qid, event(sid, queued.qid, queued.taskId, 'RUNNING'));
   t.is(start.status, 409);
@@ -604,7 +618,7 @@ test('reconcile: an enqueue that failed after the commit leaves the query QUEUED
   }
 });
 
-test('reconcile: a task that expired unrun gets a new attempt (new jti and name; the old one\'s events are ignored), up to the limit: TASK_EXPIRED', async (t) => {
+test("reconcile: a task that expired unrun gets a new attempt (new jti and name; the old one's events are ignored), up to the limit: TASK_EXPIRED", async (t) => {
   const local = await testApi();
   try {
     const { sid, qid, taskId } = await queuedQuery(local);

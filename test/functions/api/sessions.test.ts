@@ -27,10 +27,13 @@ test('create: 201, instant ACTIVE session with the creator as owner and particip
   t.is(res.body.status, 'ACTIVE');
   t.is(res.body.name, 'ad overlap');
   t.is(res.body.owner_email, OWNER);
-  t.deepEqual(res.body.participants.map((p: any) => [p.email, p.role, p.keys]), [
-    [OWNER, 'owner', null],
-    [BOB, 'participant', null],
-  ]);
+  t.deepEqual(
+    res.body.participants.map((p: any) => [p.email, p.role, p.keys]),
+    [
+      [OWNER, 'owner', null],
+      [BOB, 'participant', null],
+    ],
+  );
   t.deepEqual(res.body.config, { allow_cross_party_joins: true, approval_policy: 'none' });
   t.regex(res.body.id, /^[0-9a-f-]{36}$/);
   t.is(res.headers.get('location'), `/api/tee/sessions/${res.body.id}`);
@@ -41,7 +44,10 @@ test('create: 201, instant ACTIVE session with the creator as owner and particip
 test('create: {name} alone gets the strict defaults', async (t) => {
   const body = await create({ name: 'seed client' });
   t.deepEqual(body.config, { allow_cross_party_joins: false, approval_policy: 'all_participants' });
-  t.deepEqual(body.participants.map((p: any) => p.email), [OWNER]);
+  t.deepEqual(
+    body.participants.map((p: any) => p.email),
+    [OWNER],
+  );
 });
 
 const invalidCreates: Array<[string, unknown, string]> = [
@@ -92,7 +98,11 @@ test('auth: missing, malformed, forged, expired and wrong-audience tokens → 40
   const { privateKey } = await generateKeyPair('ES256');
   const selfSigned = await new SignJWT({ email: OWNER, email_verified: true })
     .setProtectedHeader({ alg: 'ES256', kid: JSON.parse(Buffer.from(h!, 'base64url').toString()).kid })
-    .setIssuer('urn:cleanroom:dev-idp').setAudience('cleanroom-local').setSubject('x').setIssuedAt().setExpirationTime('1h')
+    .setIssuer('urn:cleanroom:dev-idp')
+    .setAudience('cleanroom-local')
+    .setSubject('x')
+    .setIssuedAt()
+    .setExpirationTime('1h')
     .sign(privateKey);
   const noneAlg = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${p}.`;
   const expired = await api.devIdp.issue(OWNER, { ttlSeconds: -60 });
@@ -132,7 +142,7 @@ test('get: participants see the session; others get 404 exactly as for a missing
   t.is(asEve.body.error.code, 'SESSION_NOT_FOUND');
 });
 
-test('list: only the caller\'s sessions, newest first, status filter, cursor pagination without gaps', async (t) => {
+test("list: only the caller's sessions, newest first, status filter, cursor pagination without gaps", async (t) => {
   const user = `lister-${crypto.randomUUID()}@example.com`;
   const ids: string[] = [];
   for (let i = 0; i < 7; i++) ids.push((await create({ name: `s${i}` }, user)).id);
@@ -152,9 +162,15 @@ test('list: only the caller\'s sessions, newest first, status filter, cursor pag
   t.deepEqual(seen, [...ids].reverse());
   t.is(pages, 3);
   const active = await api.call('GET', '/api/tee/sessions?status=ACTIVE', { as: user });
-  t.deepEqual(active.body.sessions.map((s: any) => s.id), ids.slice(1).reverse());
+  t.deepEqual(
+    active.body.sessions.map((s: any) => s.id),
+    ids.slice(1).reverse(),
+  );
   const closed = await api.call('GET', '/api/tee/sessions?status=CLOSED', { as: user });
-  t.deepEqual(closed.body.sessions.map((s: any) => s.id), [ids[0]]);
+  t.deepEqual(
+    closed.body.sessions.map((s: any) => s.id),
+    [ids[0]],
+  );
 });
 
 test('list: bad query parameters → 400 with stable codes', async (t) => {
@@ -194,13 +210,19 @@ test('close: owner only, idempotent, and a closed session refuses every change w
   t.is(remove.body.error.code, 'SESSION_CLOSED');
   // Idempotent close added one audit entry, not two.
   const audit = await api.call('GET', `/api/tee/sessions/${s.id}/audit`, { as: OWNER });
-  t.deepEqual(audit.body.entries.map((e: any) => e.action), ['session.created', 'session.closed']);
+  t.deepEqual(
+    audit.body.entries.map((e: any) => e.action),
+    ['session.created', 'session.closed'],
+  );
 });
 
 test('close: racing closes both answer 200 and leave one audit entry', async (t) => {
   const s = await create();
   const results = await Promise.all([1, 2, 3].map(() => api.call('DELETE', `/api/tee/sessions/${s.id}`, { as: OWNER })));
-  t.deepEqual(results.map((r) => r.status), [200, 200, 200]);
+  t.deepEqual(
+    results.map((r) => r.status),
+    [200, 200, 200],
+  );
   const audit = await api.call('GET', `/api/tee/sessions/${s.id}/audit`, { as: OWNER });
   t.is(audit.body.entries.filter((e: any) => e.action === 'session.closed').length, 1);
 });
@@ -261,16 +283,22 @@ test('audit: every change is chained; participants read it; the chain verifies a
   await api.call('DELETE', `/api/tee/sessions/${s.id}`, { as: OWNER });
   const res = await api.call('GET', `/api/tee/sessions/${s.id}/audit`, { as: BOB });
   t.is(res.status, 200);
-  t.deepEqual(res.body.entries.map((e: any) => [e.seq, e.action, e.actor]), [
-    [1, 'session.created', OWNER],
-    [2, 'participant.added', OWNER],
-    [3, 'participant.removed', OWNER],
-    [4, 'session.closed', OWNER],
-  ]);
+  t.deepEqual(
+    res.body.entries.map((e: any) => [e.seq, e.action, e.actor]),
+    [
+      [1, 'session.created', OWNER],
+      [2, 'participant.added', OWNER],
+      [3, 'participant.removed', OWNER],
+      [4, 'session.closed', OWNER],
+    ],
+  );
   const verdict = await verifyAuditChain(res.body.entries);
   t.deepEqual(verdict, { ok: true, head: res.body.head });
   const page = await api.call('GET', `/api/tee/sessions/${s.id}/audit?after_seq=2&limit=1`, { as: OWNER });
-  t.deepEqual(page.body.entries.map((e: any) => e.seq), [3]);
+  t.deepEqual(
+    page.body.entries.map((e: any) => e.seq),
+    [3],
+  );
   t.is(page.body.next_after_seq, 3);
   const eve = await api.call('GET', `/api/tee/sessions/${s.id}/audit`, { as: EVE });
   t.is(eve.status, 404);

@@ -4,15 +4,7 @@ import { QUERY_STATUSES, type QueryStatus } from '../../../protocol/query.ts';
 import { TaskPayloadSchema } from '../../../protocol/task.ts';
 import { exportJWK, generateKeyPair } from 'jose';
 import * as v from 'valibot';
-import {
-  TRANSITIONS,
-  applyWorkerEvent,
-  assertTransition,
-  coarseStats,
-  fixedCode,
-  proposeQuery,
-  requiredApprovers,
-} from '../../../functions/core/query-rules.ts';
+import { TRANSITIONS, applyWorkerEvent, assertTransition, coarseStats, fixedCode, proposeQuery, requiredApprovers } from '../../../functions/core/query-rules.ts';
 import { TASK_EXPIRY_GRACE_SECONDS, attemptExpired, taskPayloadFor } from '../../../functions/core/query-task.ts';
 import { selectInputs } from '../../../functions/core/query-inputs.ts';
 import { QueryRecordSchema, type DatasetRecord, type ParticipantRecord, type QueryRecord, type SessionRecord } from '../../../functions/core/records.ts';
@@ -35,11 +27,7 @@ test.before(async () => {
   }
 });
 
-function session(
-  policy: SessionRecord['config']['approval_policy'],
-  status: SessionRecord['status'] = 'ACTIVE',
-  withKeys: readonly string[] = EMAILS,
-): SessionRecord {
+function session(policy: SessionRecord['config']['approval_policy'], status: SessionRecord['status'] = 'ACTIVE', withKeys: readonly string[] = EMAILS): SessionRecord {
   const emails = EMAILS;
   return {
     id: 's1',
@@ -83,12 +71,7 @@ function dataset(table: string, overrides: Partial<DatasetRecord> = {}): Dataset
   };
 }
 
-async function query(
-  policy: SessionRecord['config']['approval_policy'] = 'none',
-  proposer = 'b@example.com',
-  sql = 'SELECT 1',
-  datasets: DatasetRecord[] = [],
-): Promise<QueryRecord> {
+async function query(policy: SessionRecord['config']['approval_policy'] = 'none', proposer = 'b@example.com', sql = 'SELECT 1', datasets: DatasetRecord[] = []): Promise<QueryRecord> {
   const { next } = await proposeQuery(session(policy), proposer, { sql }, crypto.randomUUID(), NOW, datasets);
   return { ...next, version: 1 };
 }
@@ -104,7 +87,10 @@ test('transition table: the final statuses have no way out; everything off the t
   }
   // Nothing goes back to approval, and nothing runs without having been queued.
   t.false(QUERY_STATUSES.some((s) => TRANSITIONS[s].includes('PENDING_APPROVAL')));
-  t.deepEqual(QUERY_STATUSES.filter((s: QueryStatus) => TRANSITIONS[s].includes('RUNNING')), ['QUEUED']);
+  t.deepEqual(
+    QUERY_STATUSES.filter((s: QueryStatus) => TRANSITIONS[s].includes('RUNNING')),
+    ['QUEUED'],
+  );
 });
 
 test('approvers by policy: none → the proposer alone (never nobody); all_participants and dataset_owners → everyone now', (t) => {
@@ -144,7 +130,11 @@ test('inputs: the datasets whose table the SQL names as a whole word, in any cas
   const sales2024 = dataset('sales_2024');
   const foreign = dataset('crm', { session_id: 's2' });
   const all = [sales, ads, sales2024, foreign];
-  const pick = (sql: string) => selectInputs(sql, all.filter((d) => d.session_id === 's1')).map((i) => i.table);
+  const pick = (sql: string) =>
+    selectInputs(
+      sql,
+      all.filter((d) => d.session_id === 's1'),
+    ).map((i) => i.table);
   t.deepEqual(pick('SELECT COUNT(*) FROM Sales s JOIN "ADS" a ON a.email = s.email'), ['sales', 'ads']);
   t.deepEqual(pick('SELECT * FROM sales_2024'), ['sales_2024']);
   t.deepEqual(pick('SELECT * FROM salesforce, my_ads, adsx'), []);
@@ -153,7 +143,7 @@ test('inputs: the datasets whose table the SQL names as a whole word, in any cas
   t.deepEqual(selectInputs('SELECT * FROM sales', [sales]), [{ dataset_id: sales.id, table: 'sales' }]);
 });
 
-test('propose: inputs are the session\'s datasets the SQL names, fixed in the record and its audit entry', async (t) => {
+test("propose: inputs are the session's datasets the SQL names, fixed in the record and its audit entry", async (t) => {
   const sales = dataset('sales');
   const ads = dataset('ads');
   const other = dataset('sales', { session_id: 'elsewhere' });
@@ -193,7 +183,7 @@ test('task payload: a function of the record alone, valid, exp = queued_at + TTL
   t.throws(() => taskPayloadFor({ ...queued, status: 'APPROVED' }, 3600, []), { instanceOf: TypeError });
 });
 
-test('task payload: carries the inputs resolved from the dataset records and the recipients\' keys fixed at proposal', async (t) => {
+test("task payload: carries the inputs resolved from the dataset records and the recipients' keys fixed at proposal", async (t) => {
   const sales = dataset('sales');
   const ads = dataset('ads', { format: 'parquet', row_count: 0 });
   const proposed = await query('none', 'a@example.com', 'SELECT * FROM ads JOIN sales USING (email)', [sales, ads]);
@@ -201,7 +191,10 @@ test('task payload: carries the inputs resolved from the dataset records and the
   // Other datasets of the session may be passed along; only the query's inputs are used.
   const payload = taskPayloadFor(queued, 3600, [dataset('unused'), ads, sales]);
   t.true(v.is(TaskPayloadSchema, payload));
-  t.deepEqual(payload.inputs?.map((i) => i.dataset_id), [sales.id, ads.id]);
+  t.deepEqual(
+    payload.inputs?.map((i) => i.dataset_id),
+    [sales.id, ads.id],
+  );
   const { id: _id, session_id: _sid, created_at: _at, ...adsInput } = ads;
   t.deepEqual(payload.inputs?.[1], { dataset_id: ads.id, ...adsInput });
   t.deepEqual(payload.recipient_keys, [{ email: 'a@example.com', encryption_jwk: KEYS.get('a@example.com')!.encryption_jwk }]);

@@ -9,14 +9,7 @@ import { objectKeys } from '../../../protocol/dataset.ts';
 import { jwkThumbprint, keyBindingNonce } from '../../../protocol/key-binding.ts';
 import { verifySessionKeyRequestJws } from '../../../protocol/task-verify.ts';
 import { DEV_ISSUER } from '../../../functions/adapters/identity/dev-idp.ts';
-import {
-  CONTROL_PLANE_EMAIL,
-  OBJECTS_DIR,
-  TASK_PUBLIC_KEYS_FILE,
-  UPLOAD_SECRET_FILE,
-  startLocalStack,
-  type LocalStack,
-} from '../../../functions/local/stack.ts';
+import { CONTROL_PLANE_EMAIL, OBJECTS_DIR, TASK_PUBLIC_KEYS_FILE, UPLOAD_SECRET_FILE, startLocalStack, type LocalStack } from '../../../functions/local/stack.ts';
 
 /**
  * A stand-in for the worker's `POST /session-keys`: it checks what the real one checks of the

@@ -180,7 +180,10 @@ for (const [title, patch, reason, options] of oddCases) {
     const data = Object.fromEntries(Object.entries({ ...BASE, ...patch }).filter(([, x]) => x !== undefined));
     const result = await run(data, options);
     if (result.kind !== 'odd') return t.fail('expected odd');
-    t.true(result.reasons.some((r) => r.startsWith(reason)), `${result.reasons.join('; ')} should include ${reason}`);
+    t.true(
+      result.reasons.some((r) => r.startsWith(reason)),
+      `${result.reasons.join('; ')} should include ${reason}`,
+    );
     t.is(result.id, options?.id ?? 'tee1');
   });
 }

@@ -220,7 +220,10 @@ test('run: a full run creates every normal session with its children and an inta
   });
   t.like(await store.get('t-terminated-2'), { status: 'CLOSED', config: { allow_cross_party_joins: true, approval_policy: 'all_participants' } });
   // Listed for their participants, like any session.
-  t.deepEqual((await store.listForParticipant('alice@example.com', { limit: 10 })).map((s) => s.id), ['t-active', 't-terminated']);
+  t.deepEqual(
+    (await store.listForParticipant('alice@example.com', { limit: 10 })).map((s) => s.id),
+    ['t-active', 't-terminated'],
+  );
 
   // Children follow at the same paths, tee_id renamed; Firestore values are kept as they were.
   const target = await dump(db, TARGET);
@@ -240,16 +243,13 @@ test('run: a full run creates every normal session with its children and an inta
   t.false([...target.keys()].some((p) => p.includes('/odd-')));
   t.deepEqual(await dump(db, 'tees'), legacyBefore, 'the legacy archive is left as it was');
 
-  t.deepEqual(
-    report.vms.map((vm) => `${vm.session_id}:${vm.project}/${vm.zone}/${vm.instance}:${vm.legacy_status}`).sort(),
-    [
-      'odd-status:legacy-proj/europe-west4-a/tee-vm-5:ERROR',
-      't-active:legacy-proj/europe-west4-a/tee-vm-1:ACTIVE',
-      't-creating:legacy-proj/us-central1-a/null:CREATING',
-      't-terminated-2:legacy-proj/europe-west4-a/tee-vm-4:TERMINATED',
-      't-terminated:legacy-proj/europe-west4-a/tee-vm-3:TERMINATED',
-    ],
-  );
+  t.deepEqual(report.vms.map((vm) => `${vm.session_id}:${vm.project}/${vm.zone}/${vm.instance}:${vm.legacy_status}`).sort(), [
+    'odd-status:legacy-proj/europe-west4-a/tee-vm-5:ERROR',
+    't-active:legacy-proj/europe-west4-a/tee-vm-1:ACTIVE',
+    't-creating:legacy-proj/us-central1-a/null:CREATING',
+    't-terminated-2:legacy-proj/europe-west4-a/tee-vm-4:TERMINATED',
+    't-terminated:legacy-proj/europe-west4-a/tee-vm-3:TERMINATED',
+  ]);
   t.false(JSON.stringify(report).includes('.secret'), 'no legacy token in the report');
 });
 
@@ -356,7 +356,21 @@ test('run: --limit stops after N records without calling it an interruption', as
 test('run: an NDJSON export of the SQL table migrates with the same mapping; bad lines are odd', async (t) => {
   const { db } = freshDb(t);
   const rows = [
-    JSON.stringify({ id: 17, name: 'From SQL', owner_email: 'Sam@Example.com', participant_emails: null, status: 'TERMINATED', created_at: '2022-01-01 10:00:00.5+00', terminated_at: '2022-02-01 10:00:00+00', gcp_project_id: 'p-old', gcp_zone: 'z', gcp_instance_id: 'vm-17', attestation_token: null, allow_cross_party_joins: null, approval_policy: null }),
+    JSON.stringify({
+      id: 17,
+      name: 'From SQL',
+      owner_email: 'Sam@Example.com',
+      participant_emails: null,
+      status: 'TERMINATED',
+      created_at: '2022-01-01 10:00:00.5+00',
+      terminated_at: '2022-02-01 10:00:00+00',
+      gcp_project_id: 'p-old',
+      gcp_zone: 'z',
+      gcp_instance_id: 'vm-17',
+      attestation_token: null,
+      allow_cross_party_joins: null,
+      approval_policy: null,
+    }),
     '',
     '{not json',
     JSON.stringify({ id: 17, name: 'dup' }),
@@ -367,7 +381,10 @@ test('run: an NDJSON export of the SQL table migrates with the same mapping; bad
   }
   const report = await migrate(db, { source: ndjsonSource(lines(), 'tees.ndjson') });
   t.deepEqual(report.counts, { scanned: 4, migrated: 1, already_migrated: 0, odd: 3, failed: 0 });
-  t.deepEqual(report.odd.map((o) => o.id), ['line 3', 'line 4', 'x1']);
+  t.deepEqual(
+    report.odd.map((o) => o.id),
+    ['line 3', 'line 4', 'x1'],
+  );
   t.deepEqual(report.vms, [{ session_id: '17', legacy_status: 'TERMINATED', project: 'p-old', zone: 'z', instance: 'vm-17' }]);
   const session = await new FirestoreSessionStore(db).get('17');
   t.like(session, { owner_email: 'sam@example.com', status: 'CLOSED', created_at: '2022-01-01T10:00:00.500Z', closed_at: '2022-02-01T10:00:00.000Z', migrated_from: 'tees/17' });

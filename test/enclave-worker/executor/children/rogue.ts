@@ -43,7 +43,9 @@ function act(behaviour: string): void {
       return;
     case 'lie':
       // A plausible tree first, then a result over the row cap with a false count.
-      process.stdout.write(`${JSON.stringify({ t: 'parsed', tree: JSON.stringify({ error: false, statements: [{ node: { type: 'SELECT_NODE', modifiers: [], cte_map: { map: [] }, select_list: [{ class: 'CONSTANT', type: 'VALUE_CONSTANT', alias: '', query_location: 7, value: 1 }], from_table: { type: 'EMPTY', alias: '', sample: null, query_location: 0 }, where_clause: null, group_expressions: [], group_sets: [], aggregate_handling: 'STANDARD_HANDLING', having: null, sample: null, qualify: null }, named_param_map: [] }] }) })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ t: 'parsed', tree: JSON.stringify({ error: false, statements: [{ node: { type: 'SELECT_NODE', modifiers: [], cte_map: { map: [] }, select_list: [{ class: 'CONSTANT', type: 'VALUE_CONSTANT', alias: '', query_location: 7, value: 1 }], from_table: { type: 'EMPTY', alias: '', sample: null, query_location: 0 }, where_clause: null, group_expressions: [], group_sets: [], aggregate_handling: 'STANDARD_HANDLING', having: null, sample: null, qualify: null }, named_param_map: [] }] }) })}\n`,
+      );
       process.stdin.once('data', () => {
         process.stdout.write(`${JSON.stringify({ t: 'result', columns: [{ name: 'x', type: 'INTEGER' }], rows: Array.from({ length: 50 }, (_, i) => [i]), bytes: 1 })}\n`);
       });

@@ -54,11 +54,14 @@ const refused: Array<[string, () => Promise<string>]> = [
   ['unknown key id', () => token({ email: 'a@example.com' }, { kid: 'other' })],
   ['unverified email', () => token({ email: 'a@example.com', email_verified: false })],
   ['no email', () => token({})],
-  ['tampered payload', async () => {
-    const [h, , s] = (await token({ email: 'a@example.com' })).split('.');
-    const p = Buffer.from(JSON.stringify({ email: 'root@example.com', email_verified: true, aud: AUD, iss: 'https://accounts.google.com', sub: '1', iat: 1, exp: 9999999999 })).toString('base64url');
-    return `${h}.${p}.${s}`;
-  }],
+  [
+    'tampered payload',
+    async () => {
+      const [h, , s] = (await token({ email: 'a@example.com' })).split('.');
+      const p = Buffer.from(JSON.stringify({ email: 'root@example.com', email_verified: true, aud: AUD, iss: 'https://accounts.google.com', sub: '1', iat: 1, exp: 9999999999 })).toString('base64url');
+      return `${h}.${p}.${s}`;
+    },
+  ],
   ['garbage', async () => 'abc'],
 ];
 for (const [label, make] of refused) {

@@ -9,8 +9,14 @@ test('backoff: doubles maxDoublings times, then grows linearly, capped at maxBac
 
 test('backoff: jitter only shortens, by at most its fraction', (t) => {
   const config = { ...DEFAULT_RETRY, minBackoffMs: 1000, maxDoublings: 5, jitter: 0.5 };
-  t.is(backoffDelayMs(2, config, () => 0), 4000);
-  t.is(backoffDelayMs(2, config, () => 0.999999), 2000);
+  t.is(
+    backoffDelayMs(2, config, () => 0),
+    4000,
+  );
+  t.is(
+    backoffDelayMs(2, config, () => 0.999999),
+    2000,
+  );
 });
 
 test('retryAfterMs: delta-seconds, HTTP dates, absent and junk', (t) => {

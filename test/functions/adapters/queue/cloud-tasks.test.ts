@@ -61,7 +61,14 @@ test('cloud tasks: ALREADY_EXISTS is a duplicate, not an error', async (t) => {
   t.is(await queue.enqueue({ name: 'q-abc', body: JWS }), 'duplicate');
 });
 
-for (const [code, expected] of [[14, 'QUEUE_UNAVAILABLE'], [4, 'QUEUE_UNAVAILABLE'], [8, 'QUEUE_UNAVAILABLE'], [7, 'INTERNAL'], [5, 'INTERNAL'], [3, 'INTERNAL']] as const) {
+for (const [code, expected] of [
+  [14, 'QUEUE_UNAVAILABLE'],
+  [4, 'QUEUE_UNAVAILABLE'],
+  [8, 'QUEUE_UNAVAILABLE'],
+  [7, 'INTERNAL'],
+  [5, 'INTERNAL'],
+  [3, 'INTERNAL'],
+] as const) {
   test(`cloud tasks: gRPC code ${code} becomes ${expected}`, async (t) => {
     const queue = new CloudTasksQueue({ queuePath: QUEUE, url: URL_, serviceAccountEmail: SA, client: fakeClient({ code }).client });
     const error = await t.throwsAsync(queue.enqueue({ name: 'q-abc', body: JWS }), { instanceOf: CleanroomError });
@@ -90,7 +97,9 @@ const env = {
   CLEANROOM_TASKS_SA_EMAIL: process.env.CLEANROOM_TASKS_SA_EMAIL,
   GOOGLE_APPLICATION_CREDENTIALS: process.env.GOOGLE_APPLICATION_CREDENTIALS,
 };
-const missing = Object.entries(env).filter(([, value]) => !value).map(([name]) => name);
+const missing = Object.entries(env)
+  .filter(([, value]) => !value)
+  .map(([name]) => name);
 
 if (missing.length === 0) {
   const publicUrl = env.CLEANROOM_TASKS_PUBLIC_URL!;

@@ -125,7 +125,10 @@ export function taskQueueContract(label: string, makeHarness: () => Promise<Queu
     t.true(gaps[0]! >= h.minBackoffMs, 'the first retry waits at least minBackoff');
     for (let i = 1; i < gaps.length; i++) t.true(gaps[i]! > gaps[i - 1]!, 'each wait is longer than the one before');
     t.true(gaps[3]! >= gaps[0]! * 3, 'the back-off grows exponentially');
-    t.deepEqual(endpoint.arrivals.map((a) => a.headers['x-cloudtasks-taskretrycount']), ['0', '1', '2', '3', '4']);
+    t.deepEqual(
+      endpoint.arrivals.map((a) => a.headers['x-cloudtasks-taskretrycount']),
+      ['0', '1', '2', '3', '4'],
+    );
   });
 
   scenario('a worker that is down is retried until it comes up', async (t, h, endpoint, q) => {

@@ -128,9 +128,18 @@ test('local queue: execution count counts answers below 500, retry count every d
     s.endpoint.script = (i) => ({ status: statuses[i]! });
     await s.queue.enqueue(await newTask());
     await s.until(() => s.endpoint.arrivals.length === 4);
-    t.deepEqual(s.endpoint.arrivals.map((a) => a.headers['x-cloudtasks-taskexecutioncount']), ['0', '1', '1', '2']);
-    t.deepEqual(s.endpoint.arrivals.map((a) => a.headers['x-cloudtasks-taskretrycount']), ['0', '1', '2', '3']);
-    t.deepEqual(s.endpoint.arrivals.map((a) => a.headers['x-cloudtasks-taskpreviousresponse']), [undefined, '404', '500', '429']);
+    t.deepEqual(
+      s.endpoint.arrivals.map((a) => a.headers['x-cloudtasks-taskexecutioncount']),
+      ['0', '1', '1', '2'],
+    );
+    t.deepEqual(
+      s.endpoint.arrivals.map((a) => a.headers['x-cloudtasks-taskretrycount']),
+      ['0', '1', '2', '3'],
+    );
+    t.deepEqual(
+      s.endpoint.arrivals.map((a) => a.headers['x-cloudtasks-taskpreviousresponse']),
+      [undefined, '404', '500', '429'],
+    );
   } finally {
     await s.close();
   }

@@ -89,13 +89,15 @@ export function fakeKms(keyVersionName: string) {
       if (!verified) throw fail(3); // KMS refuses a digest whose checksum does not match
       const signature = signDigestDer(privateKey, digest);
       const signatureCrc = fault === 'signature-crc' ? (crc32c(signature) ^ 1) >>> 0 : crc32c(signature);
-      return [{
-        signature,
-        signatureCrc32c: { value: String(signatureCrc) },
-        verifiedDigestCrc32c: fault !== 'digest-unverified',
-        name: fault === 'wrong-name' ? `${keyVersionName}-other` : keyVersionName,
-        protectionLevel: 'HSM',
-      }];
+      return [
+        {
+          signature,
+          signatureCrc32c: { value: String(signatureCrc) },
+          verifiedDigestCrc32c: fault !== 'digest-unverified',
+          name: fault === 'wrong-name' ? `${keyVersionName}-other` : keyVersionName,
+          protectionLevel: 'HSM',
+        },
+      ];
     },
   };
   return { client, publicKey, pem, faults, requests };

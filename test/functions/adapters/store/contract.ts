@@ -187,10 +187,7 @@ export function sessionStoreContract(name: string, setup: () => Promise<StoreUnd
       for (let round = 0; round < 3; round++) {
         const a = await withParticipant(session, uniqueEmail('a'));
         const b = await withParticipant(session, uniqueEmail('b'));
-        const results = await Promise.allSettled([
-          store.update(a.session, session.version, a.entry),
-          store.update(b.session, session.version, b.entry),
-        ]);
+        const results = await Promise.allSettled([store.update(a.session, session.version, a.entry), store.update(b.session, session.version, b.entry)]);
         const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i === 0 ? a : b] : []));
         const lost = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
         t.is(won.length, 1, `round ${round}: exactly one winner`);
@@ -265,10 +262,7 @@ export function sessionStoreContract(name: string, setup: () => Promise<StoreUnd
     }
     // A cursor in the middle of a tie resumes right after it.
     const middle = expected[4]!;
-    t.deepEqual(
-      await store.listForParticipant(me, { limit: 100, after: { created_at: middle.created_at, id: middle.id } }),
-      expected.slice(5),
-    );
+    t.deepEqual(await store.listForParticipant(me, { limit: 100, after: { created_at: middle.created_at, id: middle.id } }), expected.slice(5));
   });
 
   withStore('listAudit returns entries in seq order after afterSeq, at most limit', async (t, store) => {
@@ -288,7 +282,7 @@ export function sessionStoreContract(name: string, setup: () => Promise<StoreUnd
     t.deepEqual(await store.listAudit(crypto.randomUUID(), 0, 100), []);
   });
 
-  withStore('the stored audit chain verifies and ends at the record\'s audit_head', async (t, store) => {
+  withStore("the stored audit chain verifies and ends at the record's audit_head", async (t, store) => {
     let { session, entry } = await newSession();
     await store.create(session, entry);
     for (let i = 0; i < 3; i++) {

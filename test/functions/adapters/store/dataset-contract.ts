@@ -36,10 +36,7 @@ export function newDataset(session: SessionRecord, overrides: Partial<DatasetRec
 }
 
 /** The registration of `dataset` on top of `session` as read, and the session as it reads afterwards. */
-export async function datasetWrite(
-  session: SessionRecord,
-  dataset: DatasetRecord,
-): Promise<{ write: DatasetWrite; session: SessionRecord; entry: AuditEntry }> {
+export async function datasetWrite(session: SessionRecord, dataset: DatasetRecord): Promise<{ write: DatasetWrite; session: SessionRecord; entry: AuditEntry }> {
   const entry = await nextAuditEntry(session.audit_head, {
     session_id: session.id,
     at: dataset.created_at,
@@ -227,7 +224,11 @@ export function datasetStoreContract(name: string, setup: () => Promise<DatasetS
         if (rows.length < limit || !last) break;
         after = { closed_at: last.closed_at!, id: last.id };
       }
-      t.deepEqual(all.filter((s) => ours.has(s.id)), expected, `limit ${limit}`);
+      t.deepEqual(
+        all.filter((s) => ours.has(s.id)),
+        expected,
+        `limit ${limit}`,
+      );
       t.true(all.every((s) => s.status === 'CLOSED' && s.shredded_at === null && s.closed_at! < closedBefore));
     }
     // Recorded as shredded (a session update), it is no longer listed.

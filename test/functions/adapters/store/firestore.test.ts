@@ -90,11 +90,7 @@ test('firestore: a racing query transition loses with CONFLICT even when the SDK
   const query = newQuery(session);
   const created = await queryWrite(session, query, null);
   await store.commitQuery(created.write);
-  const contenders = await Promise.all(
-    Array.from({ length: 6 }, (_, i) =>
-      queryWrite(created.session, { ...query, result_ref: `r${i}`, version: 2, updated_at: new Date().toISOString() }, 1),
-    ),
-  );
+  const contenders = await Promise.all(Array.from({ length: 6 }, (_, i) => queryWrite(created.session, { ...query, result_ref: `r${i}`, version: 2, updated_at: new Date().toISOString() }, 1)));
   const results = await Promise.allSettled(contenders.map((c) => store.commitQuery(c.write)));
   t.is(results.filter((r) => r.status === 'fulfilled').length, 1);
   for (const r of results) if (r.status === 'rejected') t.is((r.reason as CleanroomError).code, 'CONFLICT');
@@ -108,7 +104,9 @@ test('firestore: a malformed stored query is INTERNAL and the message does not q
   const query = newQuery(session);
   await store.commitQuery((await queryWrite(session, query, null)).write);
   const secret = 'SELECT secret_literal_42';
-  await database().doc(`${DEFAULT_SESSIONS_COLLECTION}/${session.id}/queries/${query.id}`).set({ ...query, sql: secret, status: 'DONE' });
+  await database()
+    .doc(`${DEFAULT_SESSIONS_COLLECTION}/${session.id}/queries/${query.id}`)
+    .set({ ...query, sql: secret, status: 'DONE' });
   for (const read of [() => store.getQuery(session.id, query.id), () => store.listQueries(session.id, { limit: 10 })]) {
     const error = await t.throwsAsync(read());
     t.is((error as CleanroomError).code, 'INTERNAL');
@@ -227,10 +225,7 @@ const IndexFileSchema = v.object({
       collectionGroup: v.string(),
       queryScope: v.picklist(['COLLECTION', 'COLLECTION_GROUP']),
       fields: v.array(
-        v.union([
-          v.strictObject({ fieldPath: v.string(), order: v.picklist(['ASCENDING', 'DESCENDING']) }),
-          v.strictObject({ fieldPath: v.string(), arrayConfig: v.literal('CONTAINS') }),
-        ]),
+        v.union([v.strictObject({ fieldPath: v.string(), order: v.picklist(['ASCENDING', 'DESCENDING']) }), v.strictObject({ fieldPath: v.string(), arrayConfig: v.literal('CONTAINS') })]),
       ),
     }),
   ),
@@ -266,11 +261,7 @@ function indexServes(index: IndexDefinition, shape: FirestoreQueryShape): boolea
   const rest = index.fields.slice(equalities.length);
   const filtersMatch =
     prefix.length === equalities.length &&
-    equalities.every((filter) =>
-      prefix.some((field) =>
-        field.fieldPath === filter.fieldPath && (filter.op === 'array-contains' ? 'arrayConfig' in field : 'order' in field),
-      ),
-    );
+    equalities.every((filter) => prefix.some((field) => field.fieldPath === filter.fieldPath && (filter.op === 'array-contains' ? 'arrayConfig' in field : 'order' in field)));
   let orders = shape.orderBy.map((o) => ({ fieldPath: o.fieldPath, order: ORDER[o.direction] }));
   const last = orders.at(-1);
   const beforeLast = orders.at(-2);
@@ -285,13 +276,19 @@ const indexFile = v.parse(IndexFileSchema, JSON.parse(readFileSync(new URL('../.
 for (const [name, shape] of Object.entries(FIRESTORE_QUERY_SHAPES)) {
   test(`firestore indexes: query shape ${name} has a composite index in firestore.indexes.json (or needs none)`, (t) => {
     if (!needsCompositeIndex(shape)) return t.pass();
-    t.true(indexFile.indexes.some((index) => indexServes(index, shape)), JSON.stringify(shape));
+    t.true(
+      indexFile.indexes.some((index) => indexServes(index, shape)),
+      JSON.stringify(shape),
+    );
   });
 }
 
 test('firestore indexes: every composite index in firestore.indexes.json serves a query the adapter issues', (t) => {
   for (const index of indexFile.indexes) {
-    t.true(Object.values(FIRESTORE_QUERY_SHAPES).some((shape) => indexServes(index, shape)), JSON.stringify(index));
+    t.true(
+      Object.values(FIRESTORE_QUERY_SHAPES).some((shape) => indexServes(index, shape)),
+      JSON.stringify(index),
+    );
   }
 });
 

@@ -45,11 +45,7 @@ export function newQuery(session: SessionRecord, overrides: Partial<QueryRecord>
  * The write that moves `query` (stored at `expectedQueryVersion`, null for a new one) on top of
  * `session` as read, and the session as it will read afterwards.
  */
-export async function queryWrite(
-  session: SessionRecord,
-  query: QueryRecord,
-  expectedQueryVersion: number | null,
-): Promise<{ write: QueryWrite; session: SessionRecord; entry: AuditEntry }> {
+export async function queryWrite(session: SessionRecord, query: QueryRecord, expectedQueryVersion: number | null): Promise<{ write: QueryWrite; session: SessionRecord; entry: AuditEntry }> {
   const entry = await nextAuditEntry(session.audit_head, {
     session_id: session.id,
     at: query.updated_at,
@@ -74,11 +70,7 @@ function changed(query: QueryRecord, changes: Partial<QueryRecord>): QueryRecord
  * fresh ids and emails, so stores may share one database.
  */
 export function queryStoreContract(name: string, setup: () => Promise<QueryStoreUnderTest>): void {
-  const withStore = (
-    title: string,
-    body: (t: ExecutionContext, store: SessionStore & QueryStore) => Promise<void>,
-    serial = false,
-  ) => {
+  const withStore = (title: string, body: (t: ExecutionContext, store: SessionStore & QueryStore) => Promise<void>, serial = false) => {
     (serial ? test.serial : test)(`${name}: queries: ${title}`, async (t) => {
       const { store, teardown } = await setup();
       try {
@@ -270,7 +262,11 @@ export function queryStoreContract(name: string, setup: () => Promise<QueryStore
           all.push(...rows);
           if (rows.length < limit) break;
         }
-        t.deepEqual(all, expected.filter((q) => !status || q.status === status), `limit ${limit}, status ${status ?? 'any'}`);
+        t.deepEqual(
+          all,
+          expected.filter((q) => !status || q.status === status),
+          `limit ${limit}, status ${status ?? 'any'}`,
+        );
       }
     }
     t.deepEqual(await store.listQueries(crypto.randomUUID(), { limit: 10 }), []);
@@ -307,13 +303,23 @@ export function queryStoreContract(name: string, setup: () => Promise<QueryStore
         if (rows.length < limit || !last) break;
         after = { status_since: last.status_since, id: last.id };
       }
-      t.deepEqual(all.filter((q) => ids.has(q.id)), expected, `limit ${limit}`);
+      t.deepEqual(
+        all.filter((q) => ids.has(q.id)),
+        expected,
+        `limit ${limit}`,
+      );
       t.true(all.every((q) => q.status === 'QUEUED' && q.status_since < before));
     }
     const running = await store.listQueriesInStatus('RUNNING', { before: '1999-01-01T00:00:03.500Z', limit: 100 });
     t.deepEqual(
-      running.filter((q) => ids.has(q.id)).map((q) => q.id).sort(),
-      mine.filter((q) => q.status === 'RUNNING' && q.status_since < '1999-01-01T00:00:03.500Z').map((q) => q.id).sort(),
+      running
+        .filter((q) => ids.has(q.id))
+        .map((q) => q.id)
+        .sort(),
+      mine
+        .filter((q) => q.status === 'RUNNING' && q.status_since < '1999-01-01T00:00:03.500Z')
+        .map((q) => q.id)
+        .sort(),
     );
   });
 

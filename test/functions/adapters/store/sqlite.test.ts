@@ -228,7 +228,11 @@ test('sqlite: updates racing from two threads, each with its own connection, res
     Atomics.notify(barrier, 0);
     const results = await Promise.all(outcomes.map((o) => o.done));
     t.is(results.filter((r) => r.ok).length, 1, `round ${round}: one winner`);
-    t.deepEqual(results.filter((r) => !r.ok).map((r) => r.code), ['CONFLICT'], `round ${round}: one CONFLICT`);
+    t.deepEqual(
+      results.filter((r) => !r.ok).map((r) => r.code),
+      ['CONFLICT'],
+      `round ${round}: one CONFLICT`,
+    );
     const winner = contenders[results.findIndex((r) => r.ok)]!;
     t.deepEqual(await store.get(session.id), winner.session);
     t.is((await store.listAudit(session.id, 0, 100)).length, round + 2);

@@ -58,7 +58,7 @@ test('worker client: POSTs the JWS as application/jose to /session-keys with a b
   t.deepEqual(audiences, [`${url}/session-keys`]);
 });
 
-test('worker client: 5xx and anything unreadable is WORKER_UNAVAILABLE with Retry-After (the worker\'s when it sent one)', async (t) => {
+test("worker client: 5xx and anything unreadable is WORKER_UNAVAILABLE with Retry-After (the worker's when it sent one)", async (t) => {
   const replies: Array<[string, (res: ServerResponse) => void, number]> = [
     ['503 with Retry-After', (res) => send(res, 503, '{"error":{"code":"SESSION_KEY_UNAVAILABLE","message":"kms"}}', { 'retry-after': '9' }), 9],
     ['500', (res) => send(res, 500, 'boom'), 5],
@@ -75,7 +75,7 @@ test('worker client: 5xx and anything unreadable is WORKER_UNAVAILABLE with Retr
   }
 });
 
-test('worker client: a 4xx keeps the worker\'s code when it is ours; a refusal of our credentials or an unknown code is WORKER_UNAVAILABLE', async (t) => {
+test("worker client: a 4xx keeps the worker's code when it is ours; a refusal of our credentials or an unknown code is WORKER_UNAVAILABLE", async (t) => {
   const cases: Array<[number, string, ErrorCode]> = [
     [409, '{"error":{"code":"SESSION_CLOSED","message":"x"}}', 'SESSION_CLOSED'],
     [400, '{"error":{"code":"TASK_MALFORMED","message":"x"}}', 'TASK_MALFORMED'],
