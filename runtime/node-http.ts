@@ -9,24 +9,29 @@ type WebHandler = (request: Request) => Promise<Response>;
  * client goes away before the answer is written, so long work (a query) can be stopped.
  * Shared by the control plane and the worker, which may not import each other.
  */
-export function toNodeListener(handler: WebHandler) {
-  return async (req: IncomingMessage & { rawBody?: Buffer }, res: ServerResponse): Promise<void> => {
-    const closed = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) closed.abort();
-    });
-    let response: Response;
-    try {
-      response = await handler(toRequest(req, closed.signal));
-    } catch {
-      // Only a malformed request line or Host header gets here; the app maps everything else.
-      response = new Response(JSON.stringify({ error: { code: 'VALIDATION_FAILED', message: 'malformed request' } }), {
-        status: 400,
-        headers: { 'content-type': 'application/json; charset=utf-8' },
-      });
-    }
-    await writeResponse(response, res);
+export function toNodeListener(handler: WebHandler): (req: IncomingMessage & { rawBody?: Buffer }, res: ServerResponse) => void {
+  return (req, res) => {
+    // Writing the answer can only fail when the connection broke: then there is no one to tell.
+    serve(handler, req, res).catch(() => res.destroy());
   };
+}
+
+async function serve(handler: WebHandler, req: IncomingMessage & { rawBody?: Buffer }, res: ServerResponse): Promise<void> {
+  const closed = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) closed.abort();
+  });
+  let response: Response;
+  try {
+    response = await handler(toRequest(req, closed.signal));
+  } catch {
+    // Only a malformed request line or Host header gets here; the app maps everything else.
+    response = new Response(JSON.stringify({ error: { code: 'VALIDATION_FAILED', message: 'malformed request' } }), {
+      status: 400,
+      headers: { 'content-type': 'application/json; charset=utf-8' },
+    });
+  }
+  await writeResponse(response, res);
 }
 
 function toRequest(req: IncomingMessage & { rawBody?: Buffer }, signal: AbortSignal): Request {

@@ -21,6 +21,7 @@ export const RULES: BoundaryRule[] = [
   { name: 'worker never imports control-plane code', from: /^enclave-worker\//, to: [/^functions\//] },
   { name: 'protocol imports neither side and stays browser-safe', from: /^protocol\//, to: [/^(functions|enclave-worker|client)\//, SDK, /^node:/] },
   { name: 'client imports no server code', from: /^client\//, to: [/^(functions|enclave-worker|runtime)\//] },
+  { name: 'the SDK imports nothing of the CLI', from: /^client\/sdk\//, to: [/^client\/cli\//] },
   { name: 'runtime helpers import neither deployable', from: /^runtime\//, to: [/^(functions|enclave-worker|client)\//] },
 ];
 

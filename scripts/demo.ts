@@ -130,7 +130,7 @@ async function plaintextAnswer(customers: string, purchases: string): Promise<un
 }
 
 function table(columns: string[], rows: unknown[][]): string {
-  const cells = [columns, ...rows.map((r) => r.map((v) => (v === null ? 'NULL' : String(v))))];
+  const cells = [columns, ...rows.map((r) => r.map((v) => (v === null ? 'NULL' : typeof v === 'object' ? JSON.stringify(v) : String(v as string | number | boolean))))];
   const widths = columns.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(cells[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');

@@ -18,6 +18,7 @@ const violating: Array<[string, string]> = [
   ['protocol/x.ts', "import { webcrypto } from 'node:crypto';"],
   ['protocol/x.ts', "import type { S } from '../functions/core/ports.ts';"],
   ['client/cli/x.ts', "import { app } from '../../functions/http/app.ts';"],
+  ['client/sdk/x.ts', "import { printJson } from '../cli/output.ts';"],
 ];
 for (const [file, source] of violating) {
   test(`boundaries: ${file} with "${source}" is flagged`, (t) => {
@@ -28,4 +29,5 @@ for (const [file, source] of violating) {
 test('boundaries: allowed imports are not flagged', (t) => {
   t.deepEqual(checkFile('functions/core/x.ts', "import { e } from '../../protocol/errors.ts';\nimport * as v from 'valibot';"), []);
   t.deepEqual(checkFile('functions/adapters/store/x.ts', "import { Firestore } from '@google-cloud/firestore';"), []);
+  t.deepEqual(checkFile('client/cli/x.ts', "import { CleanroomApi } from '../sdk/api-client.ts';"), []);
 });

@@ -89,9 +89,7 @@ function toApiError(body: unknown, status: number, url: string, retryAfter: stri
   const envelope = v.safeParse(ErrorEnvelopeSchema, body);
   if (envelope.success && isErrorCode(envelope.output.error.code)) {
     const seconds = retryAfter !== null && /^\d{1,6}$/.test(retryAfter) ? Number(retryAfter) : undefined;
-    return new CleanroomError(envelope.output.error.code, envelope.output.error.message, {
-      ...(seconds !== undefined ? { retryAfter: seconds } : {}),
-    });
+    return new CleanroomError(envelope.output.error.code, envelope.output.error.message, seconds !== undefined ? { retryAfter: seconds } : {});
   }
   // A proxy's HTML page, another service, or a code newer than this client.
   const detail = envelope.success ? `: ${envelope.output.error.code}: ${envelope.output.error.message}` : '';

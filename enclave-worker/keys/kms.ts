@@ -170,7 +170,7 @@ function bytesOf(value: Uint8Array | string | null | undefined): Uint8Array | nu
 function crcMatches(bytes: Uint8Array, reported: { value?: unknown } | null | undefined): boolean {
   const value = reported?.value;
   // Int64Value arrives as a number, a decimal string or a Long, depending on the transport.
-  return value !== null && value !== undefined && Number(String(value)) === crc32c(bytes);
+  return value !== null && value !== undefined && Number((value as { toString(): string }).toString()) === crc32c(bytes);
 }
 
 function checkInput(data: Uint8Array, aad: Uint8Array): void {

@@ -228,7 +228,7 @@ export class SessionKeyManager {
    * session that counted as failed or unreadable (ids and errors: log codes only).
    */
   async rewrapAll(options: { onFailure?: (sessionId: string, error: unknown) => void } = {}): Promise<RewrapAllResult> {
-    await Promise.allSettled([...this.#creating.values()]);
+    await Promise.allSettled(this.#creating.values());
     const sessions = new Set<string>();
     for (const { key } of await this.#objects.list(SESSION_KEYS_PREFIX)) {
       const [, sessionId, name, ...rest] = key.split('/');

@@ -135,7 +135,7 @@ export async function startLocalStack(options: LocalStackOptions): Promise<Local
   });
   if (options.workerUrl) queue.start();
   const reconcile = () => reconcileAll(queries, datapath).catch((error: unknown) => log.error('reconcile failed', { error: String(error) }));
-  const reconciler = setInterval(reconcile, options.reconcileEveryMs ?? 60_000);
+  const reconciler = setInterval(() => void reconcile(), options.reconcileEveryMs ?? 60_000);
   reconciler.unref();
 
   return {

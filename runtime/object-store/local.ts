@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { link, mkdir, open, readdir, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
 import { CleanroomError } from '../../protocol/errors.ts';
 import { OBJECT_KEY, type ObjectInfo, type ObjectStore } from './port.ts';
 

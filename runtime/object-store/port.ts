@@ -58,4 +58,4 @@ export interface UploadSigner {
 }
 
 /** A key the adapters accept: the layout of `objectKeys`, nothing that could leave the root. */
-export const OBJECT_KEY = /^(?!.*\.\.)(?!\/)[A-Za-z0-9_.\/-]{1,512}$/;
+export const OBJECT_KEY = /^(?!.*\.\.)(?!\/)[A-Za-z0-9_./-]{1,512}$/;

@@ -103,7 +103,7 @@ test('spares: an idle context that died is not handed out', async (t) => {
 });
 
 test('spares: aborting a waiting take rejects it; close refuses further takes', async (t) => {
-  const { contexts, started } = source(0);
+  const { contexts } = source(0);
   const controller = new AbortController();
   const waiting = contexts.take(controller.signal);
   controller.abort(new Error('gone'));
