@@ -1,5 +1,5 @@
 /**
- * The confidential data path against plain DuckDB, in the same run (issue 4 of 6).
+ * The confidential data path against plain DuckDB, in the same run.
  *
  * `node bench/encrypted-query.ts [--rows 1000000,10000000] [--runs 3] [--threads 2]`
  *

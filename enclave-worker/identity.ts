@@ -3,7 +3,7 @@ import { jwkThumbprint } from '../protocol/key-binding.ts';
 
 /**
  * The worker's identity key pair, made at boot and never written anywhere: the private key is a
- * non-extractable WebCrypto key. Attestation tokens bind its thumbprint (DESIGN invariant 1), so
+ * non-extractable WebCrypto key. Attestation tokens bind its thumbprint (docs/architecture.md invariant 1), so
  * a client that verified the token knows it talks to this process; later issues certify session
  * keys and sign receipts with it.
  */

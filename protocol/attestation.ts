@@ -16,7 +16,7 @@ import * as v from 'valibot';
 import { CleanroomError, type ErrorCode } from './errors.ts';
 
 /**
- * Attestation claim policy and verification (DESIGN invariant 1), shared by the CLI/SDK, the
+ * Attestation claim policy and verification (docs/architecture.md invariant 1), shared by the CLI/SDK, the
  * console and the worker. Browser-safe: WebCrypto, `fetch`, jose and valibot only.
  */
 

@@ -12,7 +12,7 @@ export const AUDIT_ACTIONS = [
   'participant.added',
   'participant.removed',
   'participant.keys_registered',
-  // The query lifecycle (DESIGN section 5): a query's entries share its session's chain.
+  // The query lifecycle (docs/architecture.md §5): a query's entries share its session's chain.
   'query.proposed',
   'query.approved',
   'query.rejected',

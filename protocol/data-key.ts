@@ -5,7 +5,7 @@ import { jwkThumbprint } from './key-binding.ts';
 import { SessionIdSchema, publicP256JwkSchema } from './session.ts';
 
 /**
- * Wrapping a dataset's 256-bit data key to the session key (DESIGN invariants 2 and 3; ADR 0006):
+ * Wrapping a dataset's 256-bit data key to the session key (docs/architecture.md invariants 2 and 3; ADR 0006):
  * a compact JWE, `ECDH-ES+A256KW` with `A256GCM` on P-256. The protected header is the AEAD's
  * additional data, so it binds the session, the dataset and the session key's thumbprint: a
  * wrapped key moved to another dataset, session or key does not unwrap. Browser-safe.

@@ -1,5 +1,5 @@
 /**
- * The encrypted dataset byte format (DESIGN section 7 "Dataset format"): a chunked AES-256-GCM
+ * The encrypted dataset byte format (docs/architecture.md §7 "Dataset format"): a chunked AES-256-GCM
  * stream in the STREAM construction. Browser-safe (WebCrypto, streams, jose, valibot).
  *
  * ```

@@ -2,7 +2,7 @@ import * as v from 'valibot';
 import { EmailSchema, SessionIdSchema, publicP256JwkSchema } from './session.ts';
 
 /**
- * Wire shapes of the confidential data path (issue 4 of 6; DESIGN invariants 1, 2, 3, 8): dataset
+ * Wire shapes of the confidential data path (docs/architecture.md invariants 1, 2, 3, 8): dataset
  * uploads and registrations, the session key bundle and sealed results. The byte format of an
  * encrypted dataset is in `dataset-format.ts`; the key wrapping in `data-key.ts`; sealing in
  * `sealed-result.ts`; the session key certificate in `session-key.ts`.
@@ -97,7 +97,7 @@ export const RegisterDatasetRequestSchema = v.strictObject({
 });
 export type RegisterDatasetRequest = v.InferOutput<typeof RegisterDatasetRequestSchema>;
 
-/** A dataset as the API shows it: metadata the control plane may see (DESIGN section 2). */
+/** A dataset as the API shows it: metadata the control plane may see (docs/architecture.md §2). */
 export interface DatasetView {
   id: string;
   session_id: string;
@@ -154,7 +154,7 @@ export const SessionKeyRequestSchema = v.strictObject({
 });
 
 /**
- * What the worker publishes for a session key (DESIGN invariant 3), relayed verbatim by the
+ * What the worker publishes for a session key (docs/architecture.md invariant 3), relayed verbatim by the
  * control plane: the public key, a certificate (ES256 JWS by the worker's identity key naming the
  * session, epoch and key thumbprint) and an attestation token whose nonce binds the caller's nonce
  * and the identity key. `session-key.ts` verifies it.
@@ -197,7 +197,7 @@ export const SealedResultSchema = v.strictObject({
 });
 export type SealedResult = v.InferOutput<typeof SealedResultSchema>;
 
-/** The payload of a receipt (DESIGN invariant 9): what ran, on what, and what came out. */
+/** The payload of a receipt (docs/architecture.md invariant 9): what ran, on what, and what came out. */
 export const ReceiptPayloadSchema = v.strictObject({
   typ: v.literal('cleanroom-receipt/v1'),
   session_id: SessionIdSchema,

@@ -48,14 +48,14 @@ export const ERROR_STATUS = {
   TASK_EXPIRED: 401,
   TASK_REPLAYED: 409,
   TASK_IN_PROGRESS: 503,
-  // Query execution: fixed codes only, never an engine message (DESIGN invariant 11).
+  // Query execution: fixed codes only, never an engine message (docs/architecture.md invariant 11).
   POLICY_VIOLATION: 422,
   QUERY_FAILED: 422,
   QUERY_TIMEOUT: 422,
   QUERY_MEMORY_LIMIT: 422,
   RESULT_TOO_LARGE: 422,
   EXECUTOR_BUSY: 429,
-  // The confidential data path (issue 4 of 6): dataset format, keys, uploads and sealed results.
+  // The confidential data path: dataset format, keys, uploads and sealed results.
   DATASET_MALFORMED: 422,
   DATASET_WRONG_SESSION: 422,
   DATASET_WRONG_DATASET: 422,

@@ -9,7 +9,7 @@ export function jwkThumbprint(jwk: JWK): Promise<string> {
 
 /**
  * The ID-token `nonce` that binds a participant's two public keys to their identity
- * (DESIGN invariant 12): base64url(SHA-256("cleanroom-key-binding/v1|<sig thumbprint>|<enc thumbprint>")).
+ * (docs/architecture.md invariant 12): base64url(SHA-256("cleanroom-key-binding/v1|<sig thumbprint>|<enc thumbprint>")).
  */
 export async function keyBindingNonce(signingThumbprint: string, encryptionThumbprint: string): Promise<string> {
   const data = new TextEncoder().encode(`${DOMAIN}|${signingThumbprint}|${encryptionThumbprint}`);

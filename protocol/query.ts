@@ -25,14 +25,14 @@ export const QueryEventSchema = v.strictObject({
   event: v.picklist(['RUNNING', 'SUCCEEDED', 'FAILED']),
   at: v.pipe(v.string(), v.isoTimestamp()),
   error_code: v.optional(v.pipe(v.string(), v.regex(/^[A-Z_]{1,64}$/))),
-  /** Coarse figures only: no row count, which belongs inside the sealed result (DESIGN section 2). */
+  /** Coarse figures only: no row count, which belongs inside the sealed result (docs/architecture.md §2). */
   stats: v.optional(
     v.strictObject({
       bytes: v.pipe(v.number(), v.integer(), v.minValue(0)),
       elapsed_ms: v.pipe(v.number(), v.minValue(0)),
     }),
   ),
-  /** Where the result object was written (issue 3 of 6 seals it; until then a digest only). */
+  /** Where the sealed result object was written (`object:<key>`). */
   result_ref: v.optional(v.pipe(v.string(), v.maxLength(512))),
 });
 export type QueryEvent = v.InferOutput<typeof QueryEventSchema>;

@@ -7,7 +7,7 @@ import { jwkThumbprint } from './key-binding.ts';
 import { SessionIdSchema } from './session.ts';
 
 /**
- * Sealed results (DESIGN invariants 8 and 9; ADR 0006): the canonical result JSON, padded to a
+ * Sealed results (docs/architecture.md invariants 8 and 9; ADR 0006): the canonical result JSON, padded to a
  * size bucket, as a General JWE to every recipient (`ECDH-ES+A256KW`, `A256GCM`, P-256), with a
  * receipt (ES256 JWS by the worker's attested identity key) that binds the unpadded plaintext's
  * hash, the query, its inputs and the recipients. Browser-safe.

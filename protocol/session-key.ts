@@ -7,7 +7,7 @@ import { jwkThumbprint } from './key-binding.ts';
 import { SessionIdSchema, publicP256JwkSchema } from './session.ts';
 
 /**
- * The session key certificate (DESIGN invariant 3): an ES256 JWS by the worker's attested
+ * The session key certificate (docs/architecture.md invariant 3): an ES256 JWS by the worker's attested
  * identity key naming the session, the key's epoch and its thumbprint. A client trusts a session
  * key only through {@link verifySessionKeyBundle}: attestation first (it binds the identity key),
  * then the certificate by that key. Browser-safe.

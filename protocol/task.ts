@@ -13,7 +13,7 @@ export const MAX_SQL_LENGTH = 100_000;
 
 /**
  * A signed instruction to run one approved query. Its `exp` must outlast the queue's retry
- * window (DESIGN invariant 10); `jti` is unique per enqueued attempt.
+ * window (docs/architecture.md invariant 10); `jti` is unique per enqueued attempt.
  */
 export const TaskPayloadSchema = v.strictObject({
   v: v.literal(1),
@@ -57,7 +57,7 @@ export const SessionKeyRequestPayloadSchema = v.strictObject({
 export type SessionKeyRequestPayload = v.InferOutput<typeof SessionKeyRequestPayloadSchema>;
 
 /**
- * The Cloud Tasks task name for a query attempt: `hash(query, attempt)` (DESIGN section 9), in
+ * The Cloud Tasks task name for a query attempt: `hash(query, attempt)` (docs/architecture.md §9), in
  * Cloud Tasks' alphabet, so the same attempt can never be enqueued twice.
  */
 export async function taskName(queryId: string, attempt: number): Promise<string> {

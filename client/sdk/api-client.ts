@@ -157,7 +157,7 @@ export class CleanroomApi {
 
   /**
    * `PUT /api/tee/sessions/:id/participants/me/keys`: registers the caller's public signing and
-   * encryption keys with an ID token whose nonce binds them (DESIGN invariant 12). Registering
+   * encryption keys with an ID token whose nonce binds them (docs/architecture.md invariant 12). Registering
    * the same keys again is harmless; other keys replace the earlier ones.
    */
   async registerKeys(sessionId: string, input: RegisterKeysRequest): Promise<ParticipantView> {

@@ -56,7 +56,7 @@ export interface AttestedWorker {
 
 /**
  * Asks the worker for an attestation token bound to a fresh nonce and verifies it with
- * `verifyAttestation` (DESIGN invariant 1): signature, issuer, audience, age, platform claims,
+ * `verifyAttestation` (docs/architecture.md invariant 1): signature, issuer, audience, age, platform claims,
  * image digest, then the nonce that binds the presented identity key. Throws `CleanroomError`
  * with an `ATTESTATION_*` code when refused, the worker's own code when it refuses the request
  * (e.g. `RATE_LIMITED`), and `TransportError` (`WORKER_UNREACHABLE`, ...) when it did not answer.

@@ -71,7 +71,7 @@ export interface UploadedDataset {
 }
 
 /**
- * Encrypts a dataset on this machine and registers it (DESIGN invariant 2: plaintext and the data
+ * Encrypts a dataset on this machine and registers it (docs/architecture.md invariant 2: plaintext and the data
  * key never leave it): a fresh dataset id and 256-bit data key, the key wrapped to the verified
  * session key, the file encrypted as a stream (`encryptDataset`) and PUT to a signed upload URL
  * while its SHA-256 is computed, then `POST .../datasets` with the public metadata. The data key

@@ -14,7 +14,7 @@ export interface ParticipantKeys {
   encryption: JWK;
 }
 
-/** The public halves and what binds them to a person (DESIGN invariant 12). */
+/** The public halves and what binds them to a person (docs/architecture.md invariant 12). */
 export interface ParticipantKeyBinding {
   signing_jwk: PublicJwk;
   encryption_jwk: PublicJwk;
@@ -57,7 +57,7 @@ export interface RegisterParticipantKeysOptions {
 }
 
 /**
- * Registers the public halves of `keys` for the caller in a session (DESIGN invariant 12): the
+ * Registers the public halves of `keys` for the caller in a session (docs/architecture.md invariant 12): the
  * binding nonce of both thumbprints, an ID token carrying it, then
  * `PUT .../participants/me/keys`. Registering the same keys again is harmless.
  */

@@ -29,7 +29,7 @@ export interface VerifiedResult extends ResultTable {
 }
 
 /**
- * Fetches a query's sealed result (recipients only) and opens it locally (DESIGN invariant 8):
+ * Fetches a query's sealed result (recipients only) and opens it locally (docs/architecture.md invariant 8):
  * the worker's identity key must be attested at the receipt's time, the receipt signed by it for
  * this query, the result decrypt with this recipient's key and match the receipt's hash and row
  * count. Throws `CleanroomError` (`RESULT_NOT_FOUND`, `RESULT_NOT_READY`, `ATTESTATION_*`,

@@ -39,7 +39,7 @@ export interface SessionKey {
 /**
  * Asks for the session's key with a fresh nonce (`POST .../session-key`; the control plane relays
  * to the worker, which creates the key on first need) and verifies the bundle before anything is
- * encrypted to it (DESIGN invariants 1 and 3): the attestation binding the worker's identity key
+ * encrypted to it (docs/architecture.md invariants 1 and 3): the attestation binding the worker's identity key
  * and this nonce, then the certificate of the session key by that identity key. Throws
  * `CleanroomError` with the `ATTESTATION_*` or `SESSION_KEY_INVALID` code when refused.
  */

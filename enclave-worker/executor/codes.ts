@@ -1,6 +1,6 @@
 /**
  * The codes an execution context may report for a failed query: fixed strings, never an engine
- * message (DESIGN invariant 11). Kept apart from `engine.ts` so the worker's side can name them
+ * message (docs/architecture.md invariant 11). Kept apart from `engine.ts` so the worker's side can name them
  * without loading DuckDB. The `DATASET_*` codes come from loading an input: a row that does not
  * parse under its declared columns (MALFORMED), a file whose columns or CSV header row differ from
  * the declared ones (SCHEMA_MISMATCH), or a row count other than the registered one.

@@ -12,7 +12,7 @@ import { WarmContexts } from './spares.ts';
 
 export type { ExecuteRequest } from './ports.ts';
 
-/** How an execution ended. Failures carry a fixed code only (DESIGN invariant 11). */
+/** How an execution ended. Failures carry a fixed code only (docs/architecture.md invariant 11). */
 export type ExecuteOutcome = { status: 'SUCCEEDED'; result: ResultRef & { elapsedMs: number } } | { status: 'FAILED'; code: ErrorCode } | { status: 'CANCELLED' };
 
 /** Runs session queries in isolated, disposable contexts. */

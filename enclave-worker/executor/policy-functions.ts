@@ -60,7 +60,7 @@ export const DENIED_FUNCTIONS: ReadonlySet<string> = new Set([
   'checkpoint',
   'force_checkpoint',
   'which_secret',
-  // raises a caller-chosen message, which can carry a row value (DESIGN invariant 11)
+  // raises a caller-chosen message, which can carry a row value (docs/architecture.md invariant 11)
   'error',
 ]);
 

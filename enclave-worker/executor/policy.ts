@@ -30,7 +30,7 @@ export interface PolicyDecision {
 
 type Node = Record<string, unknown>;
 
-// Fixed messages: none quotes the SQL or names what it found (DESIGN invariant 11).
+// Fixed messages: none quotes the SQL or names what it found (docs/architecture.md invariant 11).
 const MESSAGE = {
   statement: 'only a single SELECT statement may run',
   table: "the query may read only its session's input tables",

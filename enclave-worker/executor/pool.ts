@@ -29,7 +29,7 @@ interface Entry {
 const busy = (message: string): CleanroomError => new CleanroomError('EXECUTOR_BUSY', message, { retryAfter: 1 });
 
 /**
- * A bounded pool of execution slots, fair across sessions (DESIGN section 8): a session runs at
+ * A bounded pool of execution slots, fair across sessions (docs/architecture.md §8): a session runs at
  * most `perSessionRunning` tasks; a freed slot goes to the waiting session served least recently
  * (round-robin by session, so one session's backlog does not delay another's next task); and when
  * the queue or a session's share of it is full, `run` fails at once with EXECUTOR_BUSY (HTTP 429)

@@ -9,7 +9,7 @@ export interface WorkerAppDeps {
   imageDigest: string;
   identity: WorkerIdentity;
   startedAt: number;
-  /** A fresh attestation token binding `nonce` and the identity key (DESIGN invariant 1). */
+  /** A fresh attestation token binding `nonce` and the identity key (docs/architecture.md invariant 1). */
   attest(nonce: string): Promise<{ token: string; kind: string; expiresAt: string | null }>;
   /** Queue, executor and resource figures for operators. */
   status(): Record<string, unknown>;

@@ -1,6 +1,6 @@
 /**
  * A token bucket per key (the caller's address): `/attestation` asks the TEE for a fresh token on
- * every call, so it is rate-limited (DESIGN section 5). Buckets are dropped when full again.
+ * every call, so it is rate-limited (docs/architecture.md §5). Buckets are dropped when full again.
  */
 export function tokenBuckets(options: { capacity: number; refillPerSecond: number; now?: () => number; maxKeys?: number }) {
   const now = options.now ?? (() => performance.now());

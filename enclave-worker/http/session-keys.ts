@@ -32,7 +32,7 @@ export interface SessionKeyEndpointDeps {
 
 /**
  * The worker's `POST /session-keys`: the control plane relays a participant's request for a
- * session's key bundle (DESIGN invariant 3). Refuses in a fixed order, one code per step: the
+ * session's key bundle (docs/architecture.md invariant 3). Refuses in a fixed order, one code per step: the
  * caller (`TASK_UNAUTHENTICATED`), body size (`PAYLOAD_TOO_LARGE`), the signed request
  * (`TASK_MALFORMED` / `TASK_SIGNATURE` / `TASK_EXPIRED`; a query task is not a session key
  * request), the rate limit (`RATE_LIMITED`). Then it gets or creates the key and answers the

@@ -22,7 +22,7 @@ export interface TaskIntakeDeps {
   /** The control plane's public task-signing keys. */
   taskKeys: JWK[] | JWTVerifyGetKey;
   leases: LeaseStore;
-  /** Runs the query; `signal` aborts when the task request closes (DESIGN section 8). */
+  /** Runs the query; `signal` aborts when the task request closes (docs/architecture.md §8). */
   execute: (payload: TaskPayload, signal: AbortSignal) => Promise<LeaseOutcome>;
   clock: { now(): Date };
   /** Unique per worker process start: a lease of another boot belongs to a worker that died. */

@@ -31,7 +31,7 @@ type RingFile = v.InferOutput<typeof RingSchema>;
  * The embedded stack's key service: a JSON file (mode 0600) of versioned 256-bit master keys,
  * created on first open. `wrap` is AES-256-GCM under the current version with a random 12-byte IV;
  * the output names its version, so after `rotate()` older wraps still unwrap until
- * `destroyVersion()` removes their key (crypto-shredding, DESIGN invariant 3). The GCP twin is
+ * `destroyVersion()` removes their key (crypto-shredding, docs/architecture.md invariant 3). The GCP twin is
  * `KmsKeyService`.
  *
  * WARNING: the master keys sit in a plain file readable by whoever runs the process. This proves

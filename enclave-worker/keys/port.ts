@@ -1,5 +1,5 @@
 /**
- * The key service port (DESIGN section 4): Cloud KMS symmetric encrypt/decrypt in GCP, a key
+ * The key service port (docs/architecture.md §4): Cloud KMS symmetric encrypt/decrypt in GCP, a key
  * ring file on disk in the embedded stack. It wraps session private keys; the additional
  * authenticated data binds each wrapped key to its session and epoch
  * (`session-key/v1|<session>|<epoch>`), so a wrapped key moved to another session does not unwrap.
@@ -15,7 +15,7 @@ export interface KeyService {
   unwrap(ciphertext: Uint8Array, aad: Uint8Array): Promise<Uint8Array>;
 }
 
-/** The AAD of a session's wrapped private key (DESIGN invariant 3). */
+/** The AAD of a session's wrapped private key (docs/architecture.md invariant 3). */
 export function sessionKeyAad(sessionId: string, epoch: number): Uint8Array {
   return new TextEncoder().encode(`session-key/v1|${sessionId}|${epoch}`);
 }

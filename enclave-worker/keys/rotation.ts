@@ -30,7 +30,7 @@ export interface RotateSessionKeysOptions {
 }
 
 /**
- * One session key rotation (DESIGN invariant 3). With the local key ring: a new current version,
+ * One session key rotation (docs/architecture.md invariant 3). With the local key ring: a new current version,
  * every session's key rewrapped under it (`rewrapAll`), and then, only if no session failed,
  * every older version destroyed, so that no copy of an older wrapping (a backup, a snapshot, a
  * soft-deleted object) unwraps any more. A failure leaves the old versions in place for the next

@@ -12,7 +12,7 @@ import { sessionKeyAad, type KeyService } from './port.ts';
 /**
  * The epoch a session key is first written at. Each `rewrap` writes the same key pair at the next
  * epoch, wrapped under the key service's current version, and deletes the previous epoch
- * (DESIGN invariant 3); a session's current epoch is its highest `epoch-<n>.json`.
+ * (docs/architecture.md invariant 3); a session's current epoch is its highest `epoch-<n>.json`.
  */
 export const FIRST_SESSION_KEY_EPOCH = 1;
 /**
@@ -86,7 +86,7 @@ export interface SessionKeyManagerOptions {
 }
 
 /**
- * The worker's session keys (DESIGN invariant 3): one ECDH-ES P-256 key pair per session, made by
+ * The worker's session keys (docs/architecture.md invariant 3): one ECDH-ES P-256 key pair per session, made by
  * whichever worker first needs it, persisted only as `KeyService`-wrapped JSON with AAD
  * `session-key/v1|<session>|<epoch>`, written create-only so that of two racing workers (or
  * requests) exactly one key survives and both use it. The private key exists in clear only in

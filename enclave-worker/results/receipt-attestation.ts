@@ -24,7 +24,7 @@ export interface ReceiptAttestationOptions {
 }
 
 /**
- * The attestation every sealed result carries (DESIGN invariant 9): a token whose nonce is
+ * The attestation every sealed result carries (docs/architecture.md invariant 9): a token whose nonce is
  * `attestationNonce(RECEIPT_NONCE, identity thumbprint)`, so it binds the key that signs
  * receipts. One token serves every receipt until {@link RECEIPT_ATTESTATION_MARGIN_MS} before it
  * expires; concurrent callers share one request to the attester.

@@ -16,7 +16,7 @@ export interface SealedResultSinkOptions {
 }
 
 /**
- * The worker's result sink (DESIGN invariants 8, 9, 10): seals each result to the task's
+ * The worker's result sink (docs/architecture.md invariants 8, 9, 10): seals each result to the task's
  * recipient keys with a receipt signed by the identity key, and writes it ONCE to
  * `objectKeys.result(session, query)` (`ifGenerationMatch: 0` on Cloud Storage). A second write
  * for the same query (a redelivered task) keeps the first object and answers with its reference
@@ -55,7 +55,7 @@ export class SealedResultSink implements ResultSink {
       if (!(error instanceof CleanroomError && error.code === 'OBJECT_EXISTS')) throw error;
     }
     // A previous delivery sealed this query already: its object stands. Output is deterministic
-    // (DESIGN invariant 10), so the row count is this run's; the receipt does not state one.
+    // (docs/architecture.md invariant 10), so the row count is this run's; the receipt does not state one.
     const existing = await this.#options.objects.stat(key);
     if (existing === null) throw new CleanroomError('OBJECT_STORE_UNAVAILABLE', 'the result was deleted while it was written', { retryAfter: 1 });
     return { ref: `object:${key}`, rows: result.rows.length, bytes: existing.size };

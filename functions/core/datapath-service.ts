@@ -15,7 +15,7 @@ export type { ShredReport } from './session-shredder.ts';
 const MAX_ATTEMPTS = 4;
 
 /**
- * The confidential data path's use cases at the control plane (DESIGN section 3, flow steps 2, 5
+ * The confidential data path's use cases at the control plane (docs/architecture.md §3, flow steps 2, 5
  * and 6): upload URLs and registrations of encrypted datasets, the relay for the worker's session
  * key bundle, sealed results for their recipients, and the crypto-shredding of closed sessions.
  * It never sees plaintext or an unwrapped key. Callers pass verified emails only.

@@ -6,7 +6,7 @@ import type { DatasetRecord, SessionRecord } from './records.ts';
 import { assertActive } from './session-rules.ts';
 
 /**
- * The dataset rules as pure functions over records (DESIGN invariant 2: the control plane only
+ * The dataset rules as pure functions over records (docs/architecture.md invariant 2: the control plane only
  * ever holds what a registration carries, ciphertext metadata and a wrapped key). Callers have
  * checked that the actor takes part in the session.
  */

@@ -14,8 +14,8 @@ export interface QueryServiceDeps {
   /** Query ids and task ids (`jti`); UUIDs in production, injectable for tests. */
   newId: () => string;
   /**
-   * Lifetime of a signed task. WARNING: it must outlast the queue's whole retry window (DESIGN
-   * invariant 10), or a task the queue still retries is refused as expired. Default 24 h.
+   * Lifetime of a signed task. WARNING: it must outlast the queue's whole retry window
+   * (docs/architecture.md invariant 10), or a task the queue still retries is refused as expired. Default 24 h.
    */
   taskTtlSeconds?: number;
   /** A proposal not fully approved within this long is EXPIRED by the reconciler. Default 7 days. */

@@ -8,7 +8,7 @@ import type { QueryRecord } from './records.ts';
 
 /**
  * Signs and enqueues the current attempt's task; only ever called after the QUEUED state is
- * committed, never inside a transaction (DESIGN section 9). A failure leaves the query QUEUED,
+ * committed, never inside a transaction (docs/architecture.md §9). A failure leaves the query QUEUED,
  * which is true, for the reconciler: false here, never an error for the caller.
  */
 export async function dispatch(deps: ResolvedQueryDeps, query: QueryRecord): Promise<boolean> {

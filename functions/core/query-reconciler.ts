@@ -35,7 +35,7 @@ const SWEEP_PAGE = 100;
 const SKIPPABLE = new Set(['CONFLICT', 'ILLEGAL_TRANSITION', 'QUERY_NOT_FOUND']);
 
 /**
- * One reconciler run (DESIGN section 9), relative to `now`: expires stale proposals, queues
+ * One reconciler run (docs/architecture.md §9), relative to `now`: expires stale proposals, queues
  * APPROVED queries left behind, enqueues stale QUEUED ones again under the same task name (a
  * duplicate is a no-op) or gives them a new attempt once their task expired unrun, cancels what
  * has not started in closed sessions, and fails RUNNING queries past the timeout. Every change

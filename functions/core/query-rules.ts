@@ -7,7 +7,7 @@ import type { DatasetRecord, QueryRecord, SessionRecord } from './records.ts';
 import { assertActive } from './session-rules.ts';
 
 /**
- * The query lifecycle as pure functions over records (DESIGN section 5). Each returns the next
+ * The query lifecycle as pure functions over records (docs/architecture.md §5). Each returns the next
  * record (without `version`, which the service sets) and the audit entry's action and details,
  * or throws a coded error. One function per transition; {@link TRANSITIONS} is the whole table.
  */
@@ -51,9 +51,9 @@ export function assertTransition(from: QueryStatus, to: QueryStatus): void {
 
 /**
  * Who must approve, fixed at proposal time. `none`: the proposer alone, whose authenticated
- * proposal is their approval (never "nobody", DESIGN invariant 5). `all_participants`: everyone
- * taking part when the query is proposed. `dataset_owners`: datasets arrive with issue 4 of 6;
- * until then every participant counts as a potential owner, the strictest reading.
+ * proposal is their approval (never "nobody", docs/architecture.md invariant 5). `all_participants`: everyone
+ * taking part when the query is proposed. `dataset_owners`: every participant
+ * counts as a potential owner, the strictest reading.
  */
 export function requiredApprovers(session: SessionRecord, proposer: string): string[] {
   if (session.config.approval_policy === 'none') return [proposer];
@@ -274,7 +274,7 @@ function failed(query: QueryRecord, code: ErrorCode, now: string): QueryTransiti
 }
 
 /**
- * Only codes of our closed set are kept (DESIGN invariant 11): an uppercase string of the
+ * Only codes of our closed set are kept (docs/architecture.md invariant 11): an uppercase string of the
  * worker's choosing could still carry a data value, so anything unknown becomes QUERY_FAILED.
  */
 export function fixedCode(code: string | undefined): ErrorCode {

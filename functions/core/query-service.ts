@@ -22,7 +22,7 @@ const CANCEL_PAGE = 100;
 /**
  * The query use cases: read session and query, decide with the pure rules, commit one
  * conditional transaction with its audit entry, and only then talk to the signer and the queue
- * (never inside a store transaction: a callback may run more than once; DESIGN section 9).
+ * (never inside a store transaction: a callback may run more than once; docs/architecture.md §9).
  * Callers pass verified emails only.
  */
 export class QueryService {

@@ -2,7 +2,7 @@ import type { DataPathService, ShredReport } from './datapath-service.ts';
 import type { QueryService, ReconcileReport } from './query-service.ts';
 
 /**
- * One whole reconciler run (DESIGN section 9) relative to `now`: queries first, then the closed
+ * One whole reconciler run (docs/architecture.md §9) relative to `now`: queries first, then the closed
  * sessions still to be shredded. One half failing (an outage) does not skip the other: both run,
  * and the first failure is thrown after.
  */

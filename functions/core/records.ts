@@ -14,7 +14,7 @@ export const ParticipantKeysSchema = v.strictObject({
   encryption_jwk: publicP256JwkSchema('ECDH-ES+A256KW', 'enc'),
   signing_kid: v.string(),
   encryption_kid: v.string(),
-  /** The caller's ID token whose nonce binds both keys (DESIGN invariant 12); checked again by the worker. */
+  /** The caller's ID token whose nonce binds both keys (docs/architecture.md invariant 12); checked again by the worker. */
   binding_token: v.string(),
   /** The identity provider's stable subject for this email. */
   sub: v.string(),
@@ -55,7 +55,7 @@ export const SessionRecordSchema = v.strictObject({
   /** `tees/<id>` for sessions moved by the migration. */
   migrated_from: v.optional(v.string()),
   /**
-   * Crypto-shredding (DESIGN invariant 3). Absent: nothing to shred (an ACTIVE session, or one
+   * Crypto-shredding (docs/architecture.md invariant 3). Absent: nothing to shred (an ACTIVE session, or one
    * closed before datasets existed). null: CLOSED, its session key and dataset objects are still
    * to be destroyed for good. A time: the final shredding pass finished then.
    */
@@ -69,7 +69,7 @@ const Uuid = v.pipe(v.string(), v.uuid());
 const SessionIdField = v.pipe(v.string(), v.minLength(1), v.maxLength(128));
 const ERROR_CODES = Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]];
 
-/** One participant's decision on a query. Signed approvals replace these in issue 4 of 6. */
+/** One participant's decision on a query, as the control plane recorded it (not yet a signature the worker checks). */
 export const QueryDecisionSchema = v.strictObject({
   email: Email,
   decision: v.picklist(['approve', 'reject']),
@@ -80,7 +80,7 @@ export type QueryDecision = v.InferOutput<typeof QueryDecisionSchema>;
 /**
  * A query as the store holds it (Firestore `collaboration_sessions/{session}/queries/{id}`,
  * SQLite `queries.doc`), parsed with this schema every time it is read back. It holds metadata
- * the control plane may see (DESIGN section 2): SQL text, recipients, timings, codes; never a
+ * the control plane may see (docs/architecture.md §2): SQL text, recipients, timings, codes; never a
  * result, an engine message or a row count.
  */
 export const QueryRecordSchema = v.strictObject({
@@ -107,14 +107,14 @@ export const QueryRecordSchema = v.strictObject({
   started_at: v.nullable(Timestamp),
   /** When the query reached a final status (SUCCEEDED, FAILED, REJECTED, CANCELLED, EXPIRED). */
   finished_at: v.nullable(Timestamp),
-  /** A fixed code (DESIGN invariant 11), never engine text. */
+  /** A fixed code (docs/architecture.md invariant 11), never engine text. */
   error_code: v.nullable(v.picklist(ERROR_CODES)),
   stats: v.nullable(
     v.strictObject({
-      /** Always null: the row count belongs in the sealed result's signed header (DESIGN section 2). */
+      /** Always null: the row count belongs in the sealed result's signed header (docs/architecture.md §2). */
       rows: v.null(),
       bytes: Count,
-      /** Rounded up to whole seconds: coarse timings only (DESIGN section 2). */
+      /** Rounded up to whole seconds: coarse timings only (docs/architecture.md §2). */
       elapsed_ms: Count,
     }),
   ),
@@ -136,7 +136,7 @@ export type QueryRecord = v.InferOutput<typeof QueryRecordSchema>;
  * A registered dataset as the store holds it (Firestore `collaboration_sessions/{session}/datasets/{id}`,
  * SQLite `datasets.doc`), parsed with this schema every time it is read back. Only what the owner's
  * registration carried: public metadata, the ciphertext's size and hash, and the data key wrapped
- * to the session key (DESIGN invariant 2). Records are never changed once written.
+ * to the session key (docs/architecture.md invariant 2). Records are never changed once written.
  */
 export const DatasetRecordSchema = v.strictObject({
   id: Uuid,

@@ -11,7 +11,7 @@ export const SESSION_KEY_REQUEST_TTL_SECONDS = 60;
  * Asks the worker for `sessionId`'s key bundle on behalf of a participant (checked by the
  * caller): a session key request signed with the task key, carrying the participant's nonce so
  * the attestation in the answer is fresh for them. The answer is relayed verbatim once it parses
- * as a `SessionKeyBundle` of this session; the participant verifies it (DESIGN invariant 1), so
+ * as a `SessionKeyBundle` of this session; the participant verifies it (docs/architecture.md invariant 1), so
  * the control plane need not be trusted with it.
  */
 export async function relaySessionKey(deps: ResolvedDataPathDeps, sessionId: string, nonce: string): Promise<string> {

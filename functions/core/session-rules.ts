@@ -55,7 +55,7 @@ export function assertActive(session: SessionRecord): void {
 
 /**
  * Closing is for the owner; closing a closed session changes nothing (null). The session's key
- * and dataset objects are then due for crypto-shredding (`shredded_at: null`, DESIGN invariant 3).
+ * and dataset objects are then due for crypto-shredding (`shredded_at: null`, docs/architecture.md invariant 3).
  */
 export function closeSession(session: SessionRecord, actor: string, now: string): SessionRecord | null {
   assertOwner(session, actor);

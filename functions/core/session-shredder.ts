@@ -19,7 +19,7 @@ const SWEEP_LIMIT = 1000;
 const SWEEP_PAGE = 100;
 
 /**
- * Crypto-shredding (DESIGN invariant 3): deletes a session's key objects and its dataset
+ * Crypto-shredding (docs/architecture.md invariant 3): deletes a session's key objects and its dataset
  * ciphertext, never its sealed results (those are encrypted to their recipients). Idempotent:
  * what is gone stays gone, so it may run any number of times.
  */

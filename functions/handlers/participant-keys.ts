@@ -11,7 +11,7 @@ import { sessionIdParam } from './session-id.ts';
 /**
  * `PUT /api/tee/sessions/:id/participants/me/keys`: a participant registers a signing and an
  * encryption public key. The body carries an ID token of the same person whose nonce binds both
- * keys' thumbprints (DESIGN invariant 12), so the control plane cannot slip in keys of its own
+ * keys' thumbprints (docs/architecture.md invariant 12), so the control plane cannot slip in keys of its own
  * without a token from the identity provider; the worker checks that token again.
  */
 export const registerKeys: Handler = async ({ request, params, principal, deps }) => {

@@ -5,8 +5,8 @@ import { queryIdParam, queryService } from './query-id.ts';
 import { sessionIdParam } from './session-id.ts';
 
 /**
- * `POST /api/tee/sessions/:id/queries/:qid/approve`: a required approver approves (issue 4 of 6
- * adds their signature). The approval that completes the policy queues the query, so the answer
+ * `POST /api/tee/sessions/:id/queries/:qid/approve`: a required approver approves (an
+ * unsigned decision the control plane records; signed approvals are not built yet). The approval that completes the policy queues the query, so the answer
  * is then QUEUED. No body is read.
  */
 export const approveQuery: Handler = async ({ params, principal, deps }) => {

@@ -31,7 +31,7 @@ export interface LocalStackOptions {
   clock?: Clock;
   /** The worker (`TEE_SERVICE_ENDPOINT`); tasks are pushed to `${workerUrl}/tasks`. Without it, tasks wait in the queue. */
   workerUrl?: string;
-  /** How often the reconciler runs (DESIGN section 9: each minute in GCP). */
+  /** How often the reconciler runs (docs/architecture.md §9: each minute in GCP). */
   reconcileEveryMs?: number;
   /** Cap on one dataset's ciphertext in bytes (`CLEANROOM_MAX_DATASET_BYTES`); default `DATASET_LIMITS.defaultMaxCiphertextBytes`. */
   maxDatasetBytes?: number;

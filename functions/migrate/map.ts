@@ -58,7 +58,7 @@ export interface OddTee {
 export type MapResult = MappedTee | OddTee;
 
 /**
- * Maps one legacy tee to a migrated session (DESIGN section 10): VM fields dropped,
+ * Maps one legacy tee to a migrated session (docs/architecture.md §10): VM fields dropped,
  * `terminated_at` → `closed_at`, `CREATING`/`ACTIVE` → `ACTIVE`, `TERMINATED` → `CLOSED`, emails
  * lowercased, the owner first, keys null (data was sealed to dead per-VM keys, so everyone
  * rejoins), secure config defaults, the legacy id kept. Its audit chain starts with one

@@ -40,7 +40,7 @@ export interface MigrationOptions {
 const BATCH_SIZE = 400;
 
 /**
- * Migrates legacy records from `source` to sessions (DESIGN section 10) and reports what it did.
+ * Migrates legacy records from `source` to sessions (docs/architecture.md §10) and reports what it did.
  *
  * Re-runnable and interruptible: for each record, the child documents are written first
  * (idempotent `set` under the same ids) and the session document last, through

@@ -5,7 +5,7 @@ import { CleanroomError } from '../errors.ts';
 import { EmailSchema, SessionIdSchema } from '../session.ts';
 
 /**
- * The clear-text front of an encrypted dataset file (DESIGN section 7 "Dataset format"):
+ * The clear-text front of an encrypted dataset file (docs/architecture.md §7 "Dataset format"):
  * `MAGIC | u32 BE header length | header (canonical JSON)`. The header is public metadata; its
  * SHA-256 is the AAD of every record, so changing one byte of it makes every record fail.
  */

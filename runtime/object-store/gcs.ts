@@ -21,7 +21,7 @@ export interface GcsObjectStoreOptions {
   /**
    * The bucket. It must have object versioning off and no soft-delete retention (at least for
    * the `datasets/` and `session-keys/` prefixes): a deleted object must be gone, or closing a
-   * session shreds nothing (DESIGN invariant 3).
+   * session shreds nothing (docs/architecture.md invariant 3).
    */
   bucket: string;
   /** Defaults to `GoogleAuth` with application default credentials, loaded on first use. */

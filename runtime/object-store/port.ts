@@ -1,5 +1,5 @@
 /**
- * The object store port (DESIGN section 4): Cloud Storage in GCP, a directory on disk in the
+ * The object store port (docs/architecture.md §4): Cloud Storage in GCP, a directory on disk in the
  * embedded stack. It holds ciphertext only: dataset streams, wrapped session keys, sealed results.
  * Keys are `objectKeys` paths (`protocol/dataset.ts`): `[A-Za-z0-9_./-]`, no `..`, no leading `/`.
  *
@@ -38,7 +38,7 @@ export interface ObjectStore {
   delete(key: string): Promise<boolean>;
 }
 
-/** An upload URL the client sends ciphertext to without going through the API (DESIGN section 3). */
+/** An upload URL the client sends ciphertext to without going through the API (docs/architecture.md §3). */
 export interface SignedUpload {
   url: string;
   method: 'PUT';

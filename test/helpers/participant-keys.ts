@@ -19,7 +19,7 @@ export interface TestParticipantKeys {
 /**
  * Generates a signing and an encryption key for `email` and registers their public halves in the
  * session (`PUT /api/tee/sessions/:id/participants/me/keys`) with a dev-IdP binding token whose
- * nonce binds both thumbprints (DESIGN invariant 12), so the participant can receive results.
+ * nonce binds both thumbprints (docs/architecture.md invariant 12), so the participant can receive results.
  * Throws when the API refuses.
  */
 export async function registerTestKeys(options: { apiUrl: string; idp: TokenIssuer; sessionId: string; email: string }): Promise<TestParticipantKeys> {

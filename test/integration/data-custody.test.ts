@@ -14,7 +14,7 @@ import { runCli, tempHome, tempRoot, type CliResult } from '../client/local-stac
 
 /**
  * What the platform holds, after a full flow through the real stack (control plane, worker child
- * process, CLI): DESIGN invariants 2 and 3, tested the way an attacker would look.
+ * process, CLI): docs/architecture.md invariants 2 and 3, tested the way an attacker would look.
  *
  * 1. Everything the store (SQLite: every row of every table, and the raw database files) and the
  *    object store (every file) hold contains no plaintext value and no unwrapped key: not the

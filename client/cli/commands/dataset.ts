@@ -52,7 +52,7 @@ export const datasetUpload: Command = {
       throw new CliError('KEYS_NOT_FOUND', `you have no keys registered in session ${sessionId}: run \`cleanroom session join ${sessionId}\` first`);
     }
 
-    // The worker is attested before a byte of the file is read (DESIGN invariant 1).
+    // The worker is attested before a byte of the file is read (docs/architecture.md invariant 1).
     let sessionKey: SessionKey;
     try {
       sessionKey = await fetchSessionKey({ api: ctx.api, sessionId, attestation: choice, fetch: ctx.fetch, currentDate: ctx.now() });

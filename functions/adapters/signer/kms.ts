@@ -113,7 +113,7 @@ async function kmsCall<T>(body: () => Promise<T>): Promise<T> {
 }
 
 // There is no key-service code: signing only ever happens to enqueue a task, so an outage
-// surfaces as the queue's (503 with Retry-After, DESIGN section 9).
+// surfaces as the queue's (503 with Retry-After, docs/architecture.md §9).
 function unavailable(message: string, cause?: unknown): CleanroomError {
   return new CleanroomError('QUEUE_UNAVAILABLE', message, { cause, retryAfter: RETRY_AFTER_SECONDS });
 }

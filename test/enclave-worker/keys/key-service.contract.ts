@@ -23,7 +23,7 @@ function sessionKeyPlaintext(): Uint8Array {
 
 /**
  * Registers the `KeyService` contract as ava tests titled `${name}: ...`: what the worker relies
- * on when it stores a session key wrapped (DESIGN invariant 3).
+ * on when it stores a session key wrapped (docs/architecture.md invariant 3).
  */
 export function keyServiceContract(name: string, setup: () => Promise<KeyServiceUnderTest>, options: { serial?: boolean } = {}): void {
   const withService = (title: string, body: (t: ExecutionContext, service: KeyService) => Promise<void>) => {

@@ -321,7 +321,7 @@ test('events: RUNNING then SUCCEEDED; GET shows timings, coarse stats without th
   const { sid, qid, taskId } = await queuedQuery(api);
   const running = await report(api, qid, event(sid, qid, taskId, 'RUNNING'));
   t.deepEqual(running.body, { query_id: qid, status: 'RUNNING', applied: true });
-  // A row count has no place in an event: the control plane must not learn it (DESIGN section 2).
+  // A row count has no place in an event: the control plane must not learn it (docs/architecture.md §2).
   const counted = await report(api, qid, event(sid, qid, taskId, 'SUCCEEDED', { stats: { rows: 4242, bytes: 1024, elapsed_ms: 1234.5 }, result_ref: 'results/abc' }));
   t.is(counted.status, 400);
   const done = await report(api, qid, event(sid, qid, taskId, 'SUCCEEDED', { stats: { bytes: 1024, elapsed_ms: 1234.5 }, result_ref: 'results/abc' }));
