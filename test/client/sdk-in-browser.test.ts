@@ -43,7 +43,7 @@ if (!existsSync(BROWSER) && process.env.CI === 'true') {
   let server: Server;
   let origin = '';
 
-  /** The SDK's sources as JavaScript, node_modules for the two dependencies, the page, the upload URL and the dev issuer. */
+  /** The SDK's sources as JavaScript, node_modules for its three dependencies, the page, the upload URL and the dev issuer. */
   const routes = async (method: string, path: string, body: Buffer): Promise<{ status: number; type?: string; body: string | Buffer }> => {
     if (method === 'PUT' && path === '/upload') {
       uploads.push(body);
@@ -55,7 +55,7 @@ if (!existsSync(BROWSER) && process.env.CI === 'true') {
       return { status: 200, type: 'application/json', body: JSON.stringify(document) };
     }
     const file = normalize(join(REPO, path));
-    const allowed = ['protocol/', 'client/sdk/', 'node_modules/jose/dist/webapi/', 'node_modules/valibot/dist/'].some((dir) => file.startsWith(join(REPO, dir)));
+    const allowed = ['protocol/', 'client/sdk/', 'node_modules/jose/dist/webapi/', 'node_modules/valibot/dist/', 'node_modules/@noble/hashes/'].some((dir) => file.startsWith(join(REPO, dir)));
     if (!allowed || !existsSync(file)) return { status: 404, body: 'not found' };
     const source = readFileSync(file, 'utf8');
     const code = extname(file) === '.ts' ? stripTypeScriptTypes(source, { mode: 'strip' }) : source;
@@ -63,7 +63,7 @@ if (!existsSync(BROWSER) && process.env.CI === 'true') {
   };
 
   const PAGE = `<!doctype html><script type="importmap">${JSON.stringify({
-    imports: { jose: '/node_modules/jose/dist/webapi/index.js', valibot: '/node_modules/valibot/dist/index.mjs' },
+    imports: { jose: '/node_modules/jose/dist/webapi/index.js', valibot: '/node_modules/valibot/dist/index.mjs', '@noble/hashes/': '/node_modules/@noble/hashes/' },
   })}</script><script type="module">
     import { uploadDataset } from '/client/sdk/dataset-upload.ts';
     import { getResult } from '/client/sdk/result.ts';
