@@ -64,7 +64,7 @@ async function build(): Promise<ApiDeps> {
   if (config.mode !== 'gcp') throw new Error('the functions run in gcp mode: set CLEANROOM_MODE=gcp');
   const store = new FirestoreSessionStore(new Firestore({ ...(config.projectId ? { projectId: config.projectId } : {}), databaseId: config.firestoreDatabase }));
   const clock = { now: () => new Date() };
-  const log = jsonLogger();
+  const log = jsonLogger('api');
   const signer = lazySigner(() => KmsSigner.create({ keyVersionName: config.taskSigningKeyVersion }));
   const queries = new QueryService({
     store,
@@ -96,6 +96,7 @@ async function build(): Promise<ApiDeps> {
     identity: new GoogleIdTokenVerifier({ audiences: config.audiences }),
     log,
     workerEmail: config.workerServiceAccount,
+    ...(config.projectId ? { traceProject: config.projectId } : {}),
   };
 }
 

@@ -1,4 +1,5 @@
 import { CleanroomError } from '../../protocol/errors.ts';
+import { traceFields } from '../../runtime/logger.ts';
 import type { Principal } from '../core/ports.ts';
 import { errorResponse, json } from './responses.ts';
 import { createRouter } from './router.ts';
@@ -38,6 +39,7 @@ export function createApi(routes: readonly Route[], deps: ApiDeps): (request: Re
       route: route ?? null,
       status: response.status,
       ms: Math.round((performance.now() - started) * 10) / 10,
+      ...traceFields(request.headers, deps.traceProject),
     });
     return response;
   };

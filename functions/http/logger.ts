@@ -1,18 +1,8 @@
-/** Structured log lines. Never pass tokens, keys or row data; pass codes and ids. */
-export interface Logger {
-  info(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
-  error(message: string, fields?: Record<string, unknown>): void;
-}
+import { createLogger, type Logger } from '../../runtime/logger.ts';
 
-/** JSON lines on a stream (stderr by default), the shape Cloud Logging parses. */
-export function jsonLogger(write: (line: string) => void = (l) => process.stderr.write(l)): Logger {
-  const emit =
-    (severity: string) =>
-    (message: string, fields: Record<string, unknown> = {}) =>
-      write(`${JSON.stringify({ severity, message, time: new Date().toISOString(), ...fields })}\n`);
-  return { info: emit('INFO'), warn: emit('WARNING'), error: emit('ERROR') };
-}
+export { silentLogger, type Logger } from '../../runtime/logger.ts';
 
-/** Drops everything; for tests and benchmarks. */
-export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
+/** The control plane's logger: JSON lines Cloud Logging reads, readable lines on a terminal. */
+export function jsonLogger(service = 'control-plane'): Logger {
+  return createLogger({ service });
+}

@@ -31,6 +31,8 @@ export interface ApiDeps {
    */
   workerEmail?: string;
   log: Logger;
+  /** The GCP project whose Cloud Trace the request log lines link to (GCP mode). */
+  traceProject?: string;
   /** Present only in local mode. WARNING: it authenticates nobody. */
   devIdp?: DevIdentityProvider;
 }
