@@ -104,6 +104,7 @@ export const DatasetViewSchema = v.looseObject({
   owner_email: v.string(),
   table: v.string(),
   format: v.picklist(DATASET_FORMATS),
+  csv: v.optional(v.looseObject({ delimiter: v.string(), quote: v.string(), escape: v.string(), header: v.boolean() })),
   schema: v.array(v.looseObject({ name: v.string(), type: v.string() })),
   row_count: v.number(),
   ciphertext_bytes: v.number(),

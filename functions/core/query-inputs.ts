@@ -46,6 +46,7 @@ export function taskInputsFor(query: QueryRecord, datasets: readonly DatasetReco
       owner_email: d.owner_email,
       object_key: d.object_key,
       format: d.format,
+      ...(d.csv !== undefined ? { csv: { ...d.csv } } : {}),
       schema: d.schema.map((column) => ({ ...column })),
       row_count: d.row_count,
       ciphertext_bytes: d.ciphertext_bytes,
