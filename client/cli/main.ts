@@ -17,6 +17,8 @@ export interface MainOptions {
   io?: Io;
   fetch?: FetchLike;
   now?: () => Date;
+  /** Whether stderr is a terminal (default: the process's stderr). */
+  stderrIsTty?: boolean;
 }
 
 const TOP_USAGE = 'cleanroom <command> [options]   (cleanroom --help lists the commands)';
@@ -71,7 +73,7 @@ function buildContext(env: Record<string, string | undefined>, io: Io, options: 
     fetch: fetchFn,
     token: async () => (await currentCredentials({ api: config.api, home: config.home, fetch: fetchFn, now })).id_token,
   });
-  return { config, io, fetch: fetchFn, now, api };
+  return { config, io, fetch: fetchFn, now, api, stderrIsTty: options.stderrIsTty ?? process.stderr.isTTY === true };
 }
 
 function findCommand(argv: readonly string[]): { command: Command; rest: string[] } | null {
