@@ -184,6 +184,18 @@ test('cli: a recipient who has not joined is RECIPIENT_KEY_MISSING, and the mess
   t.true(other.stderr.includes(`${BOB} has not joined`) && other.stderr.includes(`cleanroom session join ${id}`), other.stderr);
 });
 
+test('api refusals with a next step name it: uploading without keys, a result not ready yet or never', async (t) => {
+  const id = await session('next steps', { participants: [BOB] });
+  const noKeys = await t.throwsAsync(as(BOB).createUpload(id, { dataset_id: crypto.randomUUID(), ciphertext_bytes: 100 }), { code: 'FORBIDDEN' });
+  t.true(noKeys.message.includes(`cleanroom session join ${id}`), noKeys.message);
+  const query = await as(ALICE).proposeQuery(id, { sql: 'SELECT 1' });
+  const early = await t.throwsAsync(as(ALICE).getSealedResult(id, query.id), { code: 'RESULT_NOT_READY' });
+  t.true(early.message.includes(`cleanroom query show ${id} ${query.id} --wait`), early.message);
+  await as(ALICE).cancelQuery(id, query.id);
+  const ended = await t.throwsAsync(as(ALICE).getSealedResult(id, query.id), { code: 'RESULT_NOT_READY' });
+  t.regex(ended.message, /CANCELLED: it has no result/);
+});
+
 // --- participants ----------------------------------------------------------------------------------
 
 test('cli participant add and remove: the owner changes who takes part; others are refused', async (t) => {
@@ -203,13 +215,17 @@ test('cli participant add and remove: the owner changes who takes part; others a
   t.true(human.stderr.includes(`cleanroom session join ${session.id}`));
 
   failed(t, await alice.run('participant', 'add', session.id, CAROL), EXIT.refused, 'PARTICIPANT_EXISTS');
-  failed(t, await bob.run('participant', 'add', session.id, EVE), EXIT.refused, 'NOT_SESSION_OWNER');
+  const notOwner = await bob.run('participant', 'add', session.id, EVE);
+  failed(t, notOwner, EXIT.refused, 'NOT_SESSION_OWNER');
+  t.true(notOwner.stderr.includes(`ask ${ALICE}`), notOwner.stderr);
   failed(t, await alice.run('participant', 'add', session.id, 'not-an-email'), EXIT.refused, 'VALIDATION_FAILED');
 
   const removed = await alice.run('participant', 'remove', session.id, CAROL, '--json');
   t.is(removed.code, 0, removed.stderr);
   t.false(JSON.parse(removed.stdout).participants.some((p: { email: string }) => p.email === CAROL));
-  failed(t, await alice.run('participant', 'remove', session.id, CAROL), EXIT.refused, 'PARTICIPANT_NOT_FOUND');
+  const gone = await alice.run('participant', 'remove', session.id, CAROL);
+  failed(t, gone, EXIT.refused, 'PARTICIPANT_NOT_FOUND');
+  t.true(gone.stderr.includes(`cleanroom session show ${session.id}`), gone.stderr);
   failed(t, await alice.run('participant', 'remove', session.id, ALICE), EXIT.refused, 'OWNER_CANNOT_LEAVE');
   failed(t, await alice.run('participant', 'remove', session.id), EXIT.usage, 'USAGE');
   t.deepEqual(
