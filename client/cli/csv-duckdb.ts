@@ -195,8 +195,9 @@ function empty(value: unknown): boolean {
 
 /** The dialect as a user reads it. */
 export function describeDialect(dialect: CsvDialect): string {
-  const delimiter = dialect.delimiter === '\t' ? 'tab' : dialect.delimiter;
-  return `delimiter ${delimiter}, quote ${dialect.quote}, escape ${dialect.escape}, ${dialect.header ? 'header row' : 'no header row'}`;
+  const delimiter = { ',': 'comma', ';': 'semicolon', '\t': 'tab', '|': 'pipe' }[dialect.delimiter];
+  const escape = dialect.escape === dialect.quote ? 'doubled' : `escaped with ${dialect.escape}`;
+  return `${delimiter}-separated, quotes ${dialect.quote} (${escape}), ${dialect.header ? 'header row' : 'no header row'}`;
 }
 
 /** DATASET_MALFORMED with the first line of DuckDB's message (the file is the owner's own, on their machine). */

@@ -121,7 +121,7 @@ test('cli: a semicolon CSV and a tab CSV are described by DuckDB, uploaded and q
   ]);
   const tabs = file('orders.tsv', 'item\tqty\tday\nwidget\t3\t2024-03-01\ngadget\t10\t2024-03-02\n');
   const human = ok(t, await alice.run(['dataset', 'upload', id, tabs, '--table', 'orders', '--format', 'csv']), 'tab upload');
-  t.regex(human.stdout, /^format\s+csv \(delimiter tab, quote ", escape ", header row\)$/m);
+  t.regex(human.stdout, /^format\s+csv \(tab-separated, quotes " \(doubled\), header row\)$/m);
 
   // 0.10 + 0.20 is 0.30000000000000004 in DOUBLE; the DECIMAL sum is exact, as text.
   t.deepEqual(await answer(t, alice, id, "SELECT sum(price) AS total, sum(price) FILTER (WHERE item <> 'widget') AS small FROM prices"), [['12.80', '0.30']]);

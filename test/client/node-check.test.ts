@@ -28,6 +28,12 @@ for (const [version, runs] of cases) {
   });
 }
 
+test("node check: with the repository's own Node 24 at hand, the line says to put it first on PATH", (t) => {
+  const problem = nodeVersionProblem('v20.20.2', '/repo/node_modules/node/bin');
+  t.regex(problem ?? '', /: put \/repo\/node_modules\/node\/bin \(the Node 24 that `npm ci` installed\) first on your PATH/);
+  t.is(nodeVersionProblem('v24.12.0', '/repo/node_modules/node/bin'), null);
+});
+
 test('node check: the Node running the tests runs the CLI', (t) => {
   t.is(nodeVersionProblem(process.version), null);
 });
@@ -48,5 +54,7 @@ const older = olderNode();
   t.is(res.status, 2);
   t.is(res.stdout, '');
   t.regex(res.stderr, /^error: NODE_TOO_OLD: cleanroom needs Node 24\.12 or newer and this is Node v\d+\.\d+\.\d+: .*\n$/);
+  // This checkout has its own Node 24 (npm ci): the line points at it.
+  t.true(res.stderr.includes(resolve(import.meta.dirname, '../../node_modules/node/bin')), res.stderr);
   t.is(res.stderr.split('\n').length, 2, 'one line');
 });
