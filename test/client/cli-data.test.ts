@@ -14,6 +14,11 @@ import { tempHome, tempRoot } from './local-stack.ts';
 // before encrypting, and upload progress on a terminal.
 
 const ALICE = 'alice@example.com';
+/**
+ * `--timeout` for waits that must end in a final status: these tests are about how a query ends
+ * and what the CLI then says, not about how fast it runs on a loaded machine.
+ */
+const UNTIL_FINAL = '86400';
 const BOB = 'bob@example.com';
 
 let stack: DataStack;
@@ -85,7 +90,7 @@ function datasetObjects(sessionId: string): string[] {
 
 /** Proposes `sql`, waits for it and returns the decrypted rows. */
 async function answer(t: ExecutionContext, who: Awaited<ReturnType<typeof user>>, sessionId: string, sql: string): Promise<unknown[][]> {
-  const proposed = ok(t, await who.run(['query', 'propose', sessionId, '--sql', sql, '--wait', '--timeout', '120', '--json']), `propose ${sql}`);
+  const proposed = ok(t, await who.run(['query', 'propose', sessionId, '--sql', sql, '--wait', '--timeout', UNTIL_FINAL, '--json']), `propose ${sql}`);
   const query = JSON.parse(proposed.stdout);
   t.is(query.status, 'SUCCEEDED');
   return JSON.parse(ok(t, await who.run(['result', 'get', sessionId, query.id, '--json']), 'result').stdout).rows;
@@ -94,12 +99,12 @@ async function answer(t: ExecutionContext, who: Awaited<ReturnType<typeof user>>
 test('cli: propose --wait exits 0 when the query SUCCEEDED and 3 with QUERY_FAILED and the fixed code when it FAILED', async (t) => {
   const alice = await user(ALICE);
   const id = await soloSession(alice, 'waits');
-  const good = ok(t, await alice.run(['query', 'propose', id, '--sql', 'SELECT 40 + 2 AS answer', '--wait', '--timeout', '120']), 'good');
+  const good = ok(t, await alice.run(['query', 'propose', id, '--sql', 'SELECT 40 + 2 AS answer', '--wait', '--timeout', UNTIL_FINAL]), 'good');
   t.regex(good.stdout, /^status\s+SUCCEEDED$/m);
   t.regex(good.stderr, /: SUCCEEDED$/m);
 
   // A table function the worker's policy refuses: the query FAILS with POLICY_VIOLATION.
-  const bad = await alice.run(['query', 'propose', id, '--sql', "SELECT * FROM read_csv('/etc/passwd')", '--wait', '--timeout', '120', '--json']);
+  const bad = await alice.run(['query', 'propose', id, '--sql', "SELECT * FROM read_csv('/etc/passwd')", '--wait', '--timeout', UNTIL_FINAL, '--json']);
   failed(t, bad, EXIT.queryUnsuccessful, 'QUERY_FAILED');
   t.regex(bad.stderr, /FAILED with POLICY_VIOLATION: /);
   t.like(JSON.parse(bad.stdout), { status: 'FAILED', error_code: 'POLICY_VIOLATION' });
@@ -182,7 +187,7 @@ test('cli: a file registered with another dialect than it is written in fails at
     sessionKey,
     ownerEmail: ALICE,
   });
-  const res = await alice.run(['query', 'propose', id, '--sql', 'SELECT count(*) FROM lying', '--wait', '--timeout', '120', '--json']);
+  const res = await alice.run(['query', 'propose', id, '--sql', 'SELECT count(*) FROM lying', '--wait', '--timeout', UNTIL_FINAL, '--json']);
   failed(t, res, EXIT.queryUnsuccessful, 'QUERY_FAILED');
   t.like(JSON.parse(res.stdout), { status: 'FAILED', error_code: 'DATASET_MALFORMED' });
   t.regex(res.stderr, /its owner uploads it again/);
