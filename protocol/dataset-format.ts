@@ -4,7 +4,8 @@
  *
  * ```
  * file   = MAGIC ("CRDS" 00 00 00 01) | u32 BE header length (<= 64 KiB) | header | record+
- * header = canonical JSON of DatasetHeader (sorted keys, no whitespace)
+ * header = canonical JSON of DatasetHeader (sorted keys, no whitespace); its `v` is 1, or 2 for
+ *          a CSV whose dialect it names (`csv`: delimiter, quote, escape, header row)
  * record = u32 BE ciphertext length (16..chunk_bytes+16)
  *        | stream tag (first 8 bytes of SHA-256(header), in clear; diagnoses splices only)
  *        | AES-256-GCM ciphertext and 16-byte tag of up to chunk_bytes plaintext
@@ -27,6 +28,7 @@ export {
   type DatasetHeaderInit,
   DatasetHeaderInitSchema,
   DatasetHeaderSchema,
+  HEADER_VERSIONS,
   MAGIC,
   MAX_CHUNK_BYTES,
   MAX_HEADER_BYTES,
@@ -34,6 +36,7 @@ export {
   type ParsedDatasetHeader,
   datasetCiphertextBytes,
   encodeDatasetHeader,
+  headerVersion,
   readDatasetHeader,
   recordCount,
 } from './dataset-format/header.ts';

@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { CsvDialectSchema, type CsvDialect } from './csv-dialect.ts';
 import { EmailSchema, SessionIdSchema, publicP256JwkSchema } from './session.ts';
 
 /**
@@ -8,11 +9,49 @@ import { EmailSchema, SessionIdSchema, publicP256JwkSchema } from './session.ts'
  * `sealed-result.ts`; the session key certificate in `session-key.ts`.
  */
 
-/** Column types a dataset may declare: scalar types DuckDB reads exactly from CSV and Parquet. */
+/**
+ * Column types a dataset may declare: scalar types DuckDB reads exactly from CSV and Parquet,
+ * and `DECIMAL(p,s)` (see {@link decimalType}) for exact numbers such as money.
+ */
 export const DATASET_COLUMN_TYPES = ['BOOLEAN', 'INTEGER', 'BIGINT', 'DOUBLE', 'VARCHAR', 'DATE', 'TIMESTAMP'] as const;
-export type DatasetColumnType = (typeof DATASET_COLUMN_TYPES)[number];
+/** `DECIMAL(p,s)`: precision 1-38 digits, of which scale 0-p after the point. */
+export type DecimalType = `DECIMAL(${number},${number})`;
+export type DatasetColumnType = (typeof DATASET_COLUMN_TYPES)[number] | DecimalType;
 
-/** Plaintext file formats inside the encrypted stream. CSV is RFC 4180, comma, with a header row. */
+/** DuckDB's largest DECIMAL precision. */
+export const MAX_DECIMAL_PRECISION = 38;
+
+/** One spelling per type: no spaces, no leading zeros, so equal types compare equal as text. */
+const DECIMAL_TYPE = /^DECIMAL\(([1-9][0-9]?),(0|[1-9][0-9]?)\)$/;
+
+/** The precision and scale of a `DECIMAL(p,s)` type in its one spelling, or null. */
+export function parseDecimalType(type: string): { precision: number; scale: number } | null {
+  const match = DECIMAL_TYPE.exec(type);
+  if (match === null) return null;
+  const precision = Number(match[1]);
+  const scale = Number(match[2]);
+  return precision <= MAX_DECIMAL_PRECISION && scale <= precision ? { precision, scale } : null;
+}
+
+/** `DECIMAL(p,s)`; a TypeError outside 1 <= p <= 38, 0 <= s <= p (a bug of the caller). */
+export function decimalType(precision: number, scale: number): DecimalType {
+  const type = `DECIMAL(${precision},${scale})` as DecimalType;
+  if (parseDecimalType(type) === null) throw new TypeError(`no such DECIMAL type: ${type}`);
+  return type;
+}
+
+/** True for a column type a dataset may declare. */
+export function isDatasetColumnType(value: unknown): value is DatasetColumnType {
+  return typeof value === 'string' && ((DATASET_COLUMN_TYPES as readonly string[]).includes(value) || parseDecimalType(value) !== null);
+}
+
+/** A declared column type; the message lists the choices. */
+export const DatasetColumnTypeSchema = v.custom<DatasetColumnType>(
+  isDatasetColumnType,
+  `unsupported column type (supported: ${DATASET_COLUMN_TYPES.join(', ')}, DECIMAL(p,s) with 1 <= p <= 38, 0 <= s <= p)`,
+);
+
+/** Plaintext file formats inside the encrypted stream. A CSV's dialect is its `csv` member (`csv-dialect.ts`). */
 export const DATASET_FORMATS = ['csv', 'parquet'] as const;
 export type DatasetFormat = (typeof DATASET_FORMATS)[number];
 
@@ -45,7 +84,7 @@ export const ColumnNameSchema = v.pipe(
 );
 
 export const DatasetSchemaSchema = v.pipe(
-  v.array(v.strictObject({ name: ColumnNameSchema, type: v.picklist(DATASET_COLUMN_TYPES, 'unsupported column type') })),
+  v.array(v.strictObject({ name: ColumnNameSchema, type: DatasetColumnTypeSchema })),
   v.minLength(1, 'a dataset needs at least one column'),
   v.maxLength(DATASET_LIMITS.maxColumns, `at most ${DATASET_LIMITS.maxColumns} columns`),
   v.check((cols) => new Set(cols.map((c) => c.name.toLowerCase())).size === cols.length, 'duplicate column name'),
@@ -80,21 +119,29 @@ export interface UploadTicket {
   max_bytes: number;
 }
 
+/** A CSV's dialect only on a CSV dataset (absent: RFC 4180, comma, header row). */
+const DIALECT_ONLY_FOR_CSV = 'csv (the dialect) is only for format csv';
+
 /** `POST /api/tee/sessions/:id/datasets`: register an uploaded dataset. Everything here is public metadata or ciphertext. */
-export const RegisterDatasetRequestSchema = v.strictObject({
-  dataset_id: Uuid,
-  table: TableNameSchema,
-  format: v.picklist(DATASET_FORMATS, 'format must be csv or parquet'),
-  schema: DatasetSchemaSchema,
-  row_count: RowCount,
-  ciphertext_bytes: ByteCount,
-  /** Hex SHA-256 of the whole ciphertext object; the worker checks it before decrypting. */
-  ciphertext_sha256: Hex64,
-  /** The 256-bit data key as a compact JWE to the session key (`data-key.ts`). */
-  wrapped_key: CompactJwe,
-  /** Thumbprint of the session key the data key is wrapped to. */
-  session_key_thumbprint: Thumbprint,
-});
+export const RegisterDatasetRequestSchema = v.pipe(
+  v.strictObject({
+    dataset_id: Uuid,
+    table: TableNameSchema,
+    format: v.picklist(DATASET_FORMATS, 'format must be csv or parquet'),
+    /** How the CSV is written; absent means RFC 4180 with a comma and a header row. Bound into the encrypted header too. */
+    csv: v.optional(CsvDialectSchema),
+    schema: DatasetSchemaSchema,
+    row_count: RowCount,
+    ciphertext_bytes: ByteCount,
+    /** Hex SHA-256 of the whole ciphertext object; the worker checks it before decrypting. */
+    ciphertext_sha256: Hex64,
+    /** The 256-bit data key as a compact JWE to the session key (`data-key.ts`). */
+    wrapped_key: CompactJwe,
+    /** Thumbprint of the session key the data key is wrapped to. */
+    session_key_thumbprint: Thumbprint,
+  }),
+  v.check((d) => d.format === 'csv' || d.csv === undefined, DIALECT_ONLY_FOR_CSV),
+);
 export type RegisterDatasetRequest = v.InferOutput<typeof RegisterDatasetRequestSchema>;
 
 /** A dataset as the API shows it: metadata the control plane may see (docs/architecture.md §2). */
@@ -104,6 +151,8 @@ export interface DatasetView {
   owner_email: string;
   table: string;
   format: DatasetFormat;
+  /** A CSV's dialect as registered; absent: RFC 4180, comma, header row. */
+  csv?: CsvDialect;
   schema: DatasetSchema;
   row_count: number;
   ciphertext_bytes: number;
@@ -116,19 +165,24 @@ export interface DatasetView {
  * One input of a query as the task carries it to the worker: where its ciphertext is and what the
  * owner registered. The worker checks hash, header, schema and row count against it.
  */
-export const TaskInputSchema = v.strictObject({
-  dataset_id: Uuid,
-  table: TableNameSchema,
-  owner_email: EmailSchema,
-  object_key: v.pipe(v.string(), v.minLength(1), v.maxLength(512)),
-  format: v.picklist(DATASET_FORMATS),
-  schema: DatasetSchemaSchema,
-  row_count: RowCount,
-  ciphertext_bytes: ByteCount,
-  ciphertext_sha256: Hex64,
-  wrapped_key: CompactJwe,
-  session_key_thumbprint: Thumbprint,
-});
+export const TaskInputSchema = v.pipe(
+  v.strictObject({
+    dataset_id: Uuid,
+    table: TableNameSchema,
+    owner_email: EmailSchema,
+    object_key: v.pipe(v.string(), v.minLength(1), v.maxLength(512)),
+    format: v.picklist(DATASET_FORMATS),
+    /** The registered dialect of a CSV input; the worker loads with the header's, which must be the same. */
+    csv: v.optional(CsvDialectSchema),
+    schema: DatasetSchemaSchema,
+    row_count: RowCount,
+    ciphertext_bytes: ByteCount,
+    ciphertext_sha256: Hex64,
+    wrapped_key: CompactJwe,
+    session_key_thumbprint: Thumbprint,
+  }),
+  v.check((d) => d.format === 'csv' || d.csv === undefined, DIALECT_ONLY_FOR_CSV),
+);
 export type TaskInput = v.InferOutput<typeof TaskInputSchema>;
 
 /** A result recipient's public encryption key, as the task carries it. */

@@ -58,7 +58,8 @@ async function cli(party: Party, args: string[], options: { show?: boolean } = {
     TEE_SERVICE_ENDPOINT: WORKER,
     CLEANROOM_WORKER_DIGESTS: process.env.CLEANROOM_WORKER_DIGESTS,
   };
-  const code = await main(args, env, { io: { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) } });
+  // Output is collected and shown after each command, so no progress line is drawn.
+  const code = await main(args, env, { io: { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) }, stderrIsTty: false });
   if (stderr !== '') process.stderr.write(`${indent(stderr)}\n`);
   if (code !== 0) fail(`the command failed (exit ${code})`);
   if (options.show !== false && stdout !== '' && !args.includes('--json')) say(indent(stdout));
@@ -95,13 +96,13 @@ function customersCsv(): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** bob's purchases: 5,000 rows of (customer_id BIGINT, amount DOUBLE, day DATE); ids overlap alice's in part. */
+/** bob's purchases: 5,000 rows of (customer_id, amount, day); amounts have cents, so they are an exact DECIMAL; ids overlap alice's in part. */
 function purchasesCsv(): string {
   const next = random(777);
   const lines = ['customer_id,amount,day'];
   for (let i = 0; i < 5000; i++) {
-    // Ids 1..2600: about three in four are alice's customers. Amounts in quarters are exact in
-    // binary floating point, so the sum is the same in any order of addition.
+    // Ids 1..2600: about three in four are alice's customers. Amounts in quarters of a unit,
+    // written with up to two decimals: the CLI declares them DECIMAL, and their sum is exact.
     const id = ID_BASE + (next() % 2600) + 1;
     const amount = (next() % 40_000) / 4;
     const day = new Date(Date.UTC(2024, 0, 1) + (next() % 366) * 86_400_000).toISOString().slice(0, 10);
@@ -110,8 +111,8 @@ function purchasesCsv(): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** The query on the plaintext, here, with values written as the worker writes them. */
-async function plaintextAnswer(customers: string, purchases: string): Promise<unknown[][]> {
+/** The query on the plaintext, here, with values written as the worker writes them; `types` as registered. */
+async function plaintextAnswer(customers: string, purchases: string, types: Record<string, string>): Promise<unknown[][]> {
   const instance = await DuckDBInstance.create(':memory:');
   const connection = await instance.connect();
   try {
@@ -120,8 +121,9 @@ async function plaintextAnswer(customers: string, purchases: string): Promise<un
       prepared.bindVarchar(1, file);
       await prepared.run();
     };
-    await load('customers', customers, "{'id': 'BIGINT', 'email_hash': 'VARCHAR', 'region': 'VARCHAR'}");
-    await load('purchases', purchases, "{'customer_id': 'BIGINT', 'amount': 'DOUBLE', 'day': 'DATE'}");
+    const columns = (names: string[]) => `{${names.map((name) => `'${name}': '${types[name]}'`).join(', ')}}`;
+    await load('customers', customers, columns(['id', 'email_hash', 'region']));
+    await load('purchases', purchases, columns(['customer_id', 'amount', 'day']));
     return (await connection.runAndReadAll(SQL)).convertRows(JsonDuckDBValueConverter);
   } finally {
     connection.closeSync();
@@ -183,6 +185,8 @@ async function run(): Promise<void> {
 
   say('\n== 6. What the control plane knows: metadata and ciphertext hashes, no rows');
   await cli(bob, ['dataset', 'list', session.id]);
+  const listed = JSON.parse(await cli(bob, ['dataset', 'list', session.id, '--json'], { show: false })) as { datasets: { schema: { name: string; type: string }[] }[] };
+  const types = Object.fromEntries(listed.datasets.flatMap((d) => d.schema.map((c) => [c.name, c.type])));
 
   say('\n== 7. alice proposes a join-and-aggregate query for both of them (proposing counts as her approval)');
   const query = JSON.parse(await cli(alice, ['query', 'propose', session.id, '--sql', SQL, '--recipient', ALICE, '--recipient', BOB, '--json'])) as {
@@ -216,7 +220,7 @@ async function run(): Promise<void> {
   );
 
   say('\n== 11. Checking against the same query on the plaintext, computed here with DuckDB');
-  const expected = await plaintextAnswer(customers, purchases);
+  const expected = await plaintextAnswer(customers, purchases, types);
   const problems: string[] = [];
   for (const [who, got] of [
     ['alice', fromAlice],

@@ -13,6 +13,8 @@ export interface CliContext {
   now: () => Date;
   /** The sessions API, authenticated with the stored (refreshed) token. */
   api: CleanroomApi;
+  /** True when stderr is a terminal: progress lines are drawn there, never into a file or pipe. */
+  stderrIsTty: boolean;
 }
 
 /** One command of the command table. */

@@ -1,6 +1,7 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CliError } from './errors.ts';
+import { EXIT } from './exit-codes.ts';
 
 /** The CLI's settings, parsed once from the environment by the composition root. */
 export interface CliConfig {
@@ -76,5 +77,5 @@ export function isImageDigest(value: string): boolean {
 }
 
 function invalid(message: string): CliError {
-  return new CliError('CONFIG_INVALID', message, { exitCode: 2 });
+  return new CliError('CONFIG_INVALID', message, { exitCode: EXIT.usage });
 }

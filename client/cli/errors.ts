@@ -1,3 +1,5 @@
+import { EXIT, type ExitCode } from './exit-codes.ts';
+
 /** The CLI's own failure codes; API failures keep the API's codes. */
 export type CliErrorCode =
   | 'USAGE'
@@ -9,19 +11,26 @@ export type CliErrorCode =
   | 'WAIT_TIMEOUT'
   | 'KEYS_NOT_FOUND'
   | 'KEYS_INVALID'
-  | 'FILE_UNSUPPORTED';
+  | 'FILE_UNSUPPORTED'
+  | 'QUERY_FAILED'
+  | 'QUERY_REJECTED'
+  | 'QUERY_CANCELLED'
+  | 'QUERY_EXPIRED'
+  | 'AUDIT_CHAIN_BROKEN'
+  | 'AUDIT_HEAD_INVALID'
+  | 'NODE_TOO_OLD';
 
 /** An expected CLI failure: printed as `error: CODE: message`, never with a stack. */
 export class CliError extends Error {
   readonly code: CliErrorCode;
-  /** 2 for usage and configuration mistakes, 1 otherwise. */
-  readonly exitCode: number;
+  /** See `exit-codes.ts`: 2 for usage and configuration mistakes, 1 (refused) by default. */
+  readonly exitCode: ExitCode;
 
-  constructor(code: CliErrorCode, message: string, options?: { exitCode?: number; cause?: unknown }) {
+  constructor(code: CliErrorCode, message: string, options?: { exitCode?: ExitCode; cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'CliError';
     this.code = code;
-    this.exitCode = options?.exitCode ?? 1;
+    this.exitCode = options?.exitCode ?? EXIT.refused;
   }
 }
 
@@ -30,7 +39,7 @@ export class UsageError extends CliError {
   readonly usage: string;
 
   constructor(message: string, usage: string) {
-    super('USAGE', message, { exitCode: 2 });
+    super('USAGE', message, { exitCode: EXIT.usage });
     this.name = 'UsageError';
     this.usage = usage;
   }

@@ -6,35 +6,44 @@ import type { CliContext, Command } from './command.ts';
 import { COMMANDS } from './commands/index.ts';
 import { loadCliConfig } from './config.ts';
 import { CliError, UsageError } from './errors.ts';
+import { EXIT, exitCodeForStatus, type ExitCode } from './exit-codes.ts';
 import { commandHelp, groupHelp } from './help.ts';
 import { currentCredentials } from './identity.ts';
 import type { Io } from './output.ts';
+import { cliVersion } from './version.ts';
 
 /** What the composition root may be handed instead of the real process (tests). */
 export interface MainOptions {
   io?: Io;
   fetch?: FetchLike;
   now?: () => Date;
+  /** Whether stderr is a terminal (default: the process's stderr). */
+  stderrIsTty?: boolean;
 }
 
 const TOP_USAGE = 'cleanroom <command> [options]   (cleanroom --help lists the commands)';
 
 /**
  * The CLI's composition root: reads the environment once, builds the API client, dispatches to
- * a command and turns failures into `error: CODE: message` on stderr. Returns the exit code:
- * 0 done, 1 refused or failed, 2 usage or configuration mistake.
+ * a command and turns failures into `error: CODE: message` on stderr. Returns the exit code of
+ * `exit-codes.ts`: 0 done, 1 refused, 2 usage, 3 the waited-for query did not succeed, 4 no
+ * usable answer (unreachable, 5xx), 5 gave up waiting.
  */
 export async function main(argv: readonly string[], env: Record<string, string | undefined>, options: MainOptions = {}): Promise<number> {
   const io = options.io ?? processIo();
   try {
     const words = argv.slice(0, argv.includes('--') ? argv.indexOf('--') : argv.length);
     const wantsHelp = words.includes('--help') || words.includes('-h');
+    if (argv[0] === '--version' || argv[0] === '-V' || argv[0] === 'version') {
+      io.stdout(`cleanroom ${cliVersion()}\n`);
+      return EXIT.ok;
+    }
     const found = findCommand(argv);
     if (found === null) {
       const prefix = commandGroup(argv);
       if (wantsHelp || argv[0] === 'help') {
         io.stdout(groupHelp(COMMANDS, prefix));
-        return 0;
+        return EXIT.ok;
       }
       if (argv.length === 0) throw new UsageError('no command given', TOP_USAGE);
       if (prefix.length > 0 && (argv.length === prefix.length || argv[prefix.length]!.startsWith('-'))) {
@@ -46,10 +55,10 @@ export async function main(argv: readonly string[], env: Record<string, string |
     const { command, rest } = found;
     if (wantsHelp) {
       io.stdout(commandHelp(command));
-      return 0;
+      return EXIT.ok;
     }
     await command.run(buildContext(env, io, options), rest);
-    return 0;
+    return EXIT.ok;
   } catch (error) {
     return report(io, error);
   }
@@ -64,7 +73,7 @@ function buildContext(env: Record<string, string | undefined>, io: Io, options: 
     fetch: fetchFn,
     token: async () => (await currentCredentials({ api: config.api, home: config.home, fetch: fetchFn, now })).id_token,
   });
-  return { config, io, fetch: fetchFn, now, api };
+  return { config, io, fetch: fetchFn, now, api, stderrIsTty: options.stderrIsTty ?? process.stderr.isTTY === true };
 }
 
 function findCommand(argv: readonly string[]): { command: Command; rest: string[] } | null {
@@ -91,7 +100,7 @@ function groupUsage(prefix: readonly string[]): string {
 }
 
 /** Expected failures get one line (and a usage line); only a bug gets a stack. */
-function report(io: Io, error: unknown): number {
+function report(io: Io, error: unknown): ExitCode {
   if (error instanceof UsageError) {
     io.stderr(`error: ${error.code}: ${error.message}\nusage: ${error.usage}\n`);
     return error.exitCode;
@@ -100,18 +109,23 @@ function report(io: Io, error: unknown): number {
     io.stderr(`error: ${error.code}: ${error.message}\n`);
     return error.exitCode;
   }
-  if (error instanceof CleanroomError || error instanceof TransportError) {
+  if (error instanceof CleanroomError) {
     const hint = error.code === 'UNAUTHENTICATED' ? '\nhint: the API refused the stored token: run `cleanroom login` again' : '';
-    io.stderr(`error: ${error.code}: ${error.message}${hint}\n`);
-    return 1;
+    const retry = error.retryAfter !== undefined ? ` (retry in ${error.retryAfter} s)` : '';
+    io.stderr(`error: ${error.code}: ${error.message}${retry}${hint}\n`);
+    return exitCodeForStatus(error.status);
+  }
+  if (error instanceof TransportError) {
+    io.stderr(`error: ${error.code}: ${error.message}\n`);
+    return EXIT.unavailable;
   }
   if (isSystemError(error)) {
     // The file system said no (CLEANROOM_HOME not writable, not a directory...): the user can fix it.
     io.stderr(`error: ${error.code}: ${error.message}\n`);
-    return 1;
+    return EXIT.refused;
   }
   io.stderr(`error: INTERNAL: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  return 1;
+  return EXIT.unavailable;
 }
 
 function isSystemError(error: unknown): error is NodeJS.ErrnoException & { code: string } {

@@ -1,5 +1,5 @@
 import { DuckDBInstance } from '@duckdb/node-api';
-import { DATASET_COLUMN_TYPES, type DatasetColumnType } from '../../protocol/dataset.ts';
+import { DATASET_COLUMN_TYPES, parseDecimalType, type DatasetColumnType } from '../../protocol/dataset.ts';
 import { CleanroomError } from '../../protocol/errors.ts';
 import type { DatasetDescription } from '../sdk/csv-describe.ts';
 import { regularFileSize } from './files.ts';
@@ -29,8 +29,8 @@ const DECLARED_AS: Record<string, DatasetColumnType> = {
 /**
  * Describes a Parquet file with DuckDB (Node only, so here and not in the SDK): its columns by
  * `DESCRIBE SELECT * FROM read_parquet(?)`, each declared as the dataset type it converts to
- * exactly (SMALLINT as INTEGER, FLOAT as DOUBLE, ...), and its row count. A column of any other
- * type (DECIMAL, HUGEINT, UBIGINT, TIMESTAMP WITH TIME ZONE, TIMESTAMP_NS, BLOB, lists, ...) is
+ * exactly (SMALLINT as INTEGER, FLOAT as DOUBLE, ..., DECIMAL(p,s) as itself), and its row count.
+ * A column of any other type (HUGEINT, UBIGINT, TIMESTAMP WITH TIME ZONE, TIMESTAMP_NS, BLOB, lists, ...) is
  * refused with VALIDATION_FAILED naming it: cast it before uploading. A file DuckDB cannot read
  * as Parquet is DATASET_MALFORMED.
  */
@@ -64,8 +64,10 @@ export async function describeParquet(path: string): Promise<DatasetDescription>
 function columnType(name: string, type: string): DatasetColumnType {
   const declared = Object.hasOwn(DECLARED_AS, type) ? DECLARED_AS[type] : undefined;
   if (declared !== undefined) return declared;
+  // A DECIMAL is declared as itself: the worker loads it only as that very DECIMAL.
+  if (parseDecimalType(type) !== null) return type as DatasetColumnType;
   throw new CleanroomError(
     'VALIDATION_FAILED',
-    `column ${JSON.stringify(name)} has type ${type}, which datasets do not support (supported: ${DATASET_COLUMN_TYPES.join(', ')}): cast it before uploading`,
+    `column ${JSON.stringify(name)} has type ${type}, which datasets do not support (supported: ${DATASET_COLUMN_TYPES.join(', ')}, DECIMAL(p,s)): cast it before uploading`,
   );
 }

@@ -5,6 +5,7 @@ import type { ProposeQueryRequest, QueryStatus } from '../../protocol/query.ts';
 import { SessionIdSchema, type CreateSessionRequest, type ParticipantView, type RegisterKeysRequest, type SessionStatus, type SessionView } from '../../protocol/session.ts';
 import { TransportError } from './errors.ts';
 import {
+  AuditPageSchema,
   DatasetListSchema,
   DatasetViewSchema,
   ParticipantViewSchema,
@@ -15,6 +16,7 @@ import {
   SessionPageSchema,
   SessionViewSchema,
   UploadTicketSchema,
+  type AuditPage,
   type DatasetViewReceived,
   type QueryView,
   type UploadTicketView,
@@ -108,6 +110,27 @@ export class CleanroomApi {
   /** `DELETE /api/tee/sessions/:id`: owner only; closing a closed session is a no-op. */
   async closeSession(id: string): Promise<SessionView> {
     return this.#call('DELETE', sessionPath(id), SessionViewSchema);
+  }
+
+  /** `POST /api/tee/sessions/:id/participants`: the owner adds a participant while the session is ACTIVE. */
+  async addParticipant(sessionId: string, email: string): Promise<SessionView> {
+    return this.#call('POST', `${sessionPath(sessionId)}/participants`, SessionViewSchema, { email });
+  }
+
+  /** `DELETE /api/tee/sessions/:id/participants/:email`: the owner removes a participant while ACTIVE. */
+  async removeParticipant(sessionId: string, email: string): Promise<SessionView> {
+    return this.#call('DELETE', `${sessionPath(sessionId)}/participants/${encodeURIComponent(email)}`, SessionViewSchema);
+  }
+
+  /**
+   * `GET /api/tee/sessions/:id/audit`: one page of the hash-chained audit log after `after_seq`,
+   * with the chain's head. UNVERIFIED: check it with `readAuditLog` (`audit-log.ts`).
+   */
+  async listAudit(sessionId: string, query: { after_seq?: number; limit?: number } = {}): Promise<AuditPage> {
+    const params = new URLSearchParams();
+    if (query.after_seq !== undefined) params.set('after_seq', String(query.after_seq));
+    if (query.limit !== undefined) params.set('limit', String(query.limit));
+    return this.#call('GET', `${sessionPath(sessionId)}/audit${params.size > 0 ? `?${params}` : ''}`, AuditPageSchema);
   }
 
   /**

@@ -1,5 +1,6 @@
 import * as v from 'valibot';
-import { DatasetSchemaSchema, type DatasetColumnType, type DatasetSchema } from '../../protocol/dataset.ts';
+import { RFC4180_DIALECT, type CsvDialect } from '../../protocol/csv-dialect.ts';
+import { DatasetSchemaSchema, MAX_DECIMAL_PRECISION, decimalType, type DatasetColumnType, type DatasetSchema } from '../../protocol/dataset.ts';
 import { CleanroomError } from '../../protocol/errors.ts';
 
 /** What a plaintext dataset file holds, as its owner registers it (public metadata). */
@@ -9,28 +10,38 @@ export interface DatasetDescription {
   rowCount: number;
   /** Plaintext size in bytes. */
   bytes: number;
+  /** A CSV's dialect, recorded in the registration and the encrypted header. */
+  csv?: CsvDialect;
 }
 
-// One bit per type a value fits; a column's type is the narrowest one every non-null value fits.
-const BOOLEAN = 1;
-const INTEGER = 2;
-const BIGINT = 4;
-const DOUBLE = 8;
-const DATE = 16;
-const TIMESTAMP = 32;
-const ANY = BOOLEAN | INTEGER | BIGINT | DOUBLE | DATE | TIMESTAMP;
-const NARROWEST_FIRST: ReadonlyArray<readonly [number, DatasetColumnType]> = [
-  [BOOLEAN, 'BOOLEAN'],
-  [INTEGER, 'INTEGER'],
-  [BIGINT, 'BIGINT'],
-  [DOUBLE, 'DOUBLE'],
-  [DATE, 'DATE'],
-  [TIMESTAMP, 'TIMESTAMP'],
-];
+/**
+ * One bit per type a value fits; a column's type is the narrowest one every non-null value fits.
+ * Shared with the CLI's DuckDB describer (`client/cli/csv-duckdb.ts`), which computes the same
+ * bits in SQL from the same patterns, so both describe a comma CSV alike.
+ */
+export const TYPE_BITS = { BOOLEAN: 1, INTEGER: 2, BIGINT: 4, DECIMAL: 8, DOUBLE: 16, DATE: 32, TIMESTAMP: 64 } as const;
+const { BOOLEAN, INTEGER, BIGINT, DECIMAL, DOUBLE, DATE, TIMESTAMP } = TYPE_BITS;
+/** Every bit: what a column fits before its first value. */
+export const ANY_TYPE = BOOLEAN | INTEGER | BIGINT | DECIMAL | DOUBLE | DATE | TIMESTAMP;
 
-// A leading zero (`007`) makes a value text: as a number it would not read back the same.
-const INT = /^[+-]?(0|[1-9][0-9]*)$/;
-const FLOAT = /^[+-]?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]{1,3})?$/;
+/**
+ * The numeric and date patterns, in the syntax JavaScript and RE2 (DuckDB's `regexp_full_match`)
+ * share; a value must match one whole. BOOLEAN is `true` or `false` in any case. A leading zero (`007`) makes a value text: as a number it would not
+ * read back the same. A plain decimal (no exponent) fits DECIMAL, so `12.50` stays exact.
+ */
+export const VALUE_PATTERNS = {
+  integer: '[+-]?(0|[1-9][0-9]*)',
+  decimal: '[+-]?(0|[1-9][0-9]*)\\.[0-9]+',
+  float: '[+-]?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]{1,3})?',
+  date: '[0-9]{4}-[0-9]{2}-[0-9]{2}',
+  // Hours 00-23: DuckDB itself would read 24:00:00 as the next day.
+  timestamp: '[0-9]{4}-[0-9]{2}-[0-9]{2} ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?',
+} as const;
+
+const whole = (pattern: string): RegExp => new RegExp(`^(?:${pattern})$`);
+const INT = whole(VALUE_PATTERNS.integer);
+const PLAIN_DECIMAL = whole(VALUE_PATTERNS.decimal);
+const FLOAT = whole(VALUE_PATTERNS.float);
 const DATE_RE = /^([0-9]{4})-([0-9]{2})-([0-9]{2})$/;
 const TIMESTAMP_RE = /^([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,6})?$/;
 const INT32_MIN = -(2n ** 31n);
@@ -38,28 +49,93 @@ const INT32_MAX = 2n ** 31n - 1n;
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
-/** The types one non-empty CSV value fits, as bits. */
-function fits(value: string): number {
+/**
+ * What the values of one column fit so far: the type bits all of them fit, whether any value was
+ * seen, and, for DECIMAL, the most digits before and after the point.
+ */
+export interface ColumnFacts {
+  mask: number;
+  seen: boolean;
+  integerDigits: number;
+  scale: number;
+}
+
+/** A column before its first value. */
+export function newColumnFacts(): ColumnFacts {
+  return { mask: ANY_TYPE, seen: false, integerDigits: 0, scale: 0 };
+}
+
+/** Narrows `facts` by one non-empty CSV value. */
+function observe(facts: ColumnFacts, value: string): void {
+  facts.seen = true;
+  if (facts.mask === 0) return;
   const first = value.charCodeAt(0);
   // Most values are plainly text; skip the patterns for them.
   const numeric = (first >= 48 && first <= 57) || first === 43 || first === 45;
-  if (!numeric) return value.length <= 5 && /^(true|false)$/i.test(value) ? BOOLEAN : 0;
-  if (INT.test(value)) {
-    const digits = value.length - (first === 43 || first === 45 ? 1 : 0);
-    if (digits <= 9) return INTEGER | BIGINT | DOUBLE;
-    if (digits > 19) return DOUBLE;
-    const n = BigInt(value);
-    if (n >= INT32_MIN && n <= INT32_MAX) return INTEGER | BIGINT | DOUBLE;
-    return n >= INT64_MIN && n <= INT64_MAX ? BIGINT | DOUBLE : DOUBLE;
+  if (!numeric) {
+    facts.mask &= value.length <= 5 && /^(true|false)$/i.test(value) ? BOOLEAN : 0;
+    return;
   }
-  if (FLOAT.test(value)) return Number.isFinite(Number(value)) ? DOUBLE : 0;
+  const sign = first === 43 || first === 45 ? 1 : 0;
+  if (INT.test(value)) {
+    const count = value.length - sign;
+    facts.mask &= integerBits(value, count) | (count <= MAX_DECIMAL_PRECISION ? DECIMAL : 0) | DOUBLE;
+    facts.integerDigits = Math.max(facts.integerDigits, count);
+    return;
+  }
+  if (FLOAT.test(value)) {
+    if (!Number.isFinite(Number(value))) facts.mask = 0;
+    else if (!PLAIN_DECIMAL.test(value)) facts.mask &= DOUBLE;
+    else {
+      const point = value.indexOf('.');
+      facts.mask &= DECIMAL | DOUBLE;
+      facts.integerDigits = Math.max(facts.integerDigits, point - sign);
+      facts.scale = Math.max(facts.scale, value.length - point - 1);
+    }
+    return;
+  }
   if (value.length === 10) {
     const m = DATE_RE.exec(value);
-    return m !== null && validDate(m) ? DATE | TIMESTAMP : 0;
+    facts.mask &= m !== null && validDate(m) ? DATE | TIMESTAMP : 0;
+    return;
   }
   const m = TIMESTAMP_RE.exec(value);
-  if (m === null || !validDate(m)) return 0;
-  return Number(m[4]) <= 23 && Number(m[5]) <= 59 && Number(m[6]) <= 59 ? TIMESTAMP : 0;
+  facts.mask &= m !== null && validDate(m) && Number(m[4]) <= 23 && Number(m[5]) <= 59 && Number(m[6]) <= 59 ? TIMESTAMP : 0;
+}
+
+/** INTEGER and BIGINT bits of an integer with `count` digits. */
+function integerBits(value: string, count: number): number {
+  if (count <= 9) return INTEGER | BIGINT;
+  if (count > 19) return 0;
+  const n = BigInt(value);
+  if (n >= INT32_MIN && n <= INT32_MAX) return INTEGER | BIGINT;
+  return n >= INT64_MIN && n <= INT64_MAX ? BIGINT : 0;
+}
+
+const NARROWEST_FIRST: ReadonlyArray<readonly [number, DatasetColumnType | 'DECIMAL']> = [
+  [BOOLEAN, 'BOOLEAN'],
+  [INTEGER, 'INTEGER'],
+  [BIGINT, 'BIGINT'],
+  [DECIMAL, 'DECIMAL'],
+  [DOUBLE, 'DOUBLE'],
+  [DATE, 'DATE'],
+  [TIMESTAMP, 'TIMESTAMP'],
+];
+
+/**
+ * A column's type: the narrowest every value fits, VARCHAR when none or nothing was seen. A
+ * DECIMAL is sized to hold every value exactly (`DECIMAL(integer digits + scale, scale)`); past 38
+ * digits it is DOUBLE.
+ */
+export function columnType(facts: ColumnFacts): DatasetColumnType {
+  if (!facts.seen) return 'VARCHAR';
+  for (const [bit, type] of NARROWEST_FIRST) {
+    if ((facts.mask & bit) === 0) continue;
+    if (type !== 'DECIMAL') return type;
+    const precision = facts.integerDigits + facts.scale;
+    if (precision <= MAX_DECIMAL_PRECISION) return decimalType(Math.max(precision, 1), facts.scale);
+  }
+  return 'VARCHAR';
 }
 
 function validDate(m: RegExpExecArray): boolean {
@@ -192,26 +268,27 @@ class CsvScanner {
 
 /**
  * Describes an RFC 4180 CSV file (comma separated, a header row of column names, CRLF or LF line
- * breaks, UTF-8) in one streaming pass: its schema, row count and size. Each column gets the
- * narrowest of BOOLEAN (`true`/`false`), INTEGER, BIGINT, DOUBLE, DATE (`YYYY-MM-DD`),
- * TIMESTAMP (`YYYY-MM-DD HH:MM:SS[.ffffff]`) that all its values fit, else VARCHAR; an empty
- * unquoted cell is NULL and `""` the empty string (as the worker reads CSV), and a column of
- * NULLs only is VARCHAR. Numbers with a leading zero stay text. Empty lines are refused: DuckDB
- * would count them differently in one-column files. Throws `CleanroomError` DATASET_MALFORMED for a file that is not such a CSV
- * (naming the line) and VALIDATION_FAILED for unusable column names. Reads nothing but the stream.
+ * breaks, UTF-8) in one streaming pass: its schema, row count, size and dialect (always
+ * {@link RFC4180_DIALECT}: this reader knows no other; the CLI describes any dialect with DuckDB).
+ * Each column gets the narrowest of BOOLEAN (`true`/`false`), INTEGER, BIGINT, DECIMAL(p,s)
+ * (plain decimals such as `12.50`, sized to hold every value exactly), DOUBLE (an exponent, or
+ * more than 38 digits), DATE (`YYYY-MM-DD`), TIMESTAMP (`YYYY-MM-DD HH:MM:SS[.ffffff]`) that all
+ * its values fit, else VARCHAR; an empty unquoted cell is NULL and `""` the empty string (as the
+ * worker reads CSV), and a column of NULLs only is VARCHAR. Numbers with a leading zero stay text.
+ * Empty lines are refused: DuckDB would count them differently in one-column files. Throws
+ * `CleanroomError` DATASET_MALFORMED for a file that is not such a CSV (naming the line) and
+ * VALIDATION_FAILED for unusable column names. Reads nothing but the stream.
  */
 export async function describeCsv(stream: ReadableStream<Uint8Array>): Promise<DatasetDescription> {
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let names: string[] | null = null;
-  let masks: number[] = [];
-  let seen: boolean[] = [];
+  let facts: ColumnFacts[] = [];
   let rowCount = 0;
   let bytes = 0;
   const scanner = new CsvScanner((fields, quoted, line) => {
     if (names === null) {
       names = header(fields);
-      masks = names.map(() => ANY);
-      seen = names.map(() => false);
+      facts = names.map(newColumnFacts);
       return;
     }
     if (fields.length !== names.length) {
@@ -219,16 +296,16 @@ export async function describeCsv(stream: ReadableStream<Uint8Array>): Promise<D
     }
     for (let i = 0; i < fields.length; i++) {
       const value = fields[i]!;
+      const column = facts[i]!;
       if (value === '') {
         // An empty unquoted cell is NULL; `""` is the empty string, which only VARCHAR holds.
         if (quoted[i]) {
-          seen[i] = true;
-          masks[i] = 0;
+          column.seen = true;
+          column.mask = 0;
         }
         continue;
       }
-      seen[i] = true;
-      if (masks[i] !== 0) masks[i]! &= fits(value);
+      observe(column, value);
     }
     rowCount++;
   });
@@ -251,12 +328,8 @@ export async function describeCsv(stream: ReadableStream<Uint8Array>): Promise<D
   }
   if (names === null) throw new CleanroomError('DATASET_MALFORMED', 'the CSV file is empty: it needs a header row');
   const columns: string[] = names;
-  const schema = columns.map((name, i) => ({ name, type: seen[i] ? typeOf(masks[i]!) : ('VARCHAR' as const) }));
-  return { schema, rowCount, bytes };
-}
-
-function typeOf(mask: number): DatasetColumnType {
-  return NARROWEST_FIRST.find(([bit]) => (mask & bit) !== 0)?.[1] ?? 'VARCHAR';
+  const schema = columns.map((name, i) => ({ name, type: columnType(facts[i]!) }));
+  return { schema, rowCount, bytes, csv: { ...RFC4180_DIALECT } };
 }
 
 /** The column names, checked as a registration will check them. */

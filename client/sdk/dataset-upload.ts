@@ -1,6 +1,16 @@
 import * as v from 'valibot';
 import { wrapDataKey } from '../../protocol/data-key.ts';
-import { DEFAULT_CHUNK_BYTES, DatasetHeaderInitSchema, datasetCiphertextBytes, encryptDataset, generateDataKey, type ChunkAead, type DatasetHeaderInit } from '../../protocol/dataset-format.ts';
+import { RFC4180_DIALECT } from '../../protocol/csv-dialect.ts';
+import {
+  DEFAULT_CHUNK_BYTES,
+  DatasetHeaderInitSchema,
+  datasetCiphertextBytes,
+  encryptDataset,
+  generateDataKey,
+  headerVersion,
+  type ChunkAead,
+  type DatasetHeaderInit,
+} from '../../protocol/dataset-format.ts';
 import type { DatasetFormat } from '../../protocol/dataset.ts';
 import { CleanroomError, isErrorCode } from '../../protocol/errors.ts';
 import { createSha256, toHex, type Sha256 } from '../../protocol/sha256.ts';
@@ -93,6 +103,8 @@ export async function uploadDataset(options: UploadDatasetOptions): Promise<Uplo
     owner_email: options.ownerEmail,
     table: options.table,
     format: options.format,
+    // A CSV's dialect goes into the authenticated header and the registration; the worker loads with it.
+    ...(options.format === 'csv' ? { csv: description.csv ?? RFC4180_DIALECT } : {}),
     schema: description.schema,
     row_count: description.rowCount,
     plaintext_bytes: description.bytes,
@@ -101,7 +113,7 @@ export async function uploadDataset(options: UploadDatasetOptions): Promise<Uplo
   const header = parsed.output;
   // The size is fixed by the header and the plaintext length (the nonce prefix always takes 10
   // characters), so the ticket can be asked for before encrypting.
-  const ciphertextBytes = datasetCiphertextBytes({ ...header, v: 1, alg: 'A256GCM-STREAM', chunk_bytes: chunkBytes, nonce_prefix: 'AAAAAAAAAA' });
+  const ciphertextBytes = datasetCiphertextBytes({ ...header, v: headerVersion(header), alg: 'A256GCM-STREAM', chunk_bytes: chunkBytes, nonce_prefix: 'AAAAAAAAAA' });
 
   const key = generateDataKey();
   try {
@@ -128,6 +140,7 @@ export async function uploadDataset(options: UploadDatasetOptions): Promise<Uplo
       dataset_id: datasetId,
       table: header.table,
       format: header.format,
+      ...(header.csv !== undefined ? { csv: header.csv } : {}),
       schema: header.schema,
       row_count: header.row_count,
       ciphertext_bytes: ciphertextBytes,

@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { AuditEntrySchema } from '../../protocol/audit.ts';
 import { DATASET_FORMATS, SessionKeyBundleSchema as StrictSessionKeyBundleSchema } from '../../protocol/dataset.ts';
 import { QUERY_STATUSES } from '../../protocol/query.ts';
 import { APPROVAL_POLICIES, SESSION_STATUSES } from '../../protocol/session.ts';
@@ -103,6 +104,7 @@ export const DatasetViewSchema = v.looseObject({
   owner_email: v.string(),
   table: v.string(),
   format: v.picklist(DATASET_FORMATS),
+  csv: v.optional(v.looseObject({ delimiter: v.string(), quote: v.string(), escape: v.string(), header: v.boolean() })),
   schema: v.array(v.looseObject({ name: v.string(), type: v.string() })),
   row_count: v.number(),
   ciphertext_bytes: v.number(),
@@ -132,6 +134,23 @@ export const SealedResultEnvelopeSchema = v.looseObject({
   session_id: v.string(),
   query_id: v.string(),
 });
+
+/**
+ * One audit entry as received: exactly the fields its hash covers (others a newer API may add
+ * are dropped), with the action as a plain string so that a newer action still verifies.
+ */
+export const AuditEntryReceivedSchema = v.object({
+  ...AuditEntrySchema.entries,
+  action: v.pipe(v.string(), v.maxLength(128)),
+});
+
+/** `GET /api/tee/sessions/:id/audit`. */
+export const AuditPageSchema = v.looseObject({
+  entries: v.array(AuditEntryReceivedSchema),
+  head: v.nullable(v.looseObject({ seq: v.number(), hash: v.string() })),
+  next_after_seq: v.nullable(v.number()),
+});
+export type AuditPage = v.InferOutput<typeof AuditPageSchema>;
 
 /** The one error body of every API surface. */
 export const ErrorEnvelopeSchema = v.looseObject({

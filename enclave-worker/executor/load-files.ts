@@ -1,5 +1,6 @@
 import type { DuckDBConnection } from '@duckdb/node-api';
-import type { DatasetColumnType } from '../../protocol/dataset.ts';
+import { duckdbCsvOptions, RFC4180_DIALECT } from '../../protocol/csv-dialect.ts';
+import { parseDecimalType, type DatasetColumnType } from '../../protocol/dataset.ts';
 import { CleanroomError } from '../../protocol/errors.ts';
 import { failureCode, quoteIdentifier, runSelect, serializeSql, sqlString } from './engine.ts';
 import type { FileInput } from './ports.ts';
@@ -8,19 +9,18 @@ import { WARM_UP_COLUMNS, WARM_UP_FILES } from './warm-up.ts';
 /**
  * Loading a context's inputs from the files the worker wrote into its directory (in the child).
  * Only SQL of ours runs here, built from checked names and paths, before any of the user's SQL.
+ *
+ * A CSV is read strictly under the dialect its authenticated header declares (`duckdbCsvOptions`:
+ * every option fixed, nothing sniffed): a row with another number of cells or a cell that does
+ * not parse as its declared type fails the load, an empty unquoted cell is NULL and `""` an
+ * empty string. A file without a dialect (header version 1) is RFC 4180 with a comma.
  */
 
-/**
- * RFC 4180 with a header row, read strictly: every option fixed (no sniffing), a row with another
- * number of cells or a cell that does not parse as its declared type fails the load, an empty
- * unquoted cell is NULL and `""` an empty string.
- */
-const CSV_OPTIONS = "delim = ',', quote = '\"', escape = '\"', auto_detect = false, strict_mode = true, ignore_errors = false, null_padding = false, allow_quoted_nulls = false, compression = 'none'";
 /** The header row is read on its own; a small buffer keeps that read to the start of the file. */
 const HEADER_BUFFER_BYTES = 1024 * 1024;
 
 /** Parquet column types that become a declared type by an exact cast (every value kept as is). */
-const EXACT_CASTS: Record<DatasetColumnType, readonly string[]> = {
+const EXACT_CASTS: Record<Exclude<DatasetColumnType, `DECIMAL(${number},${number})`>, readonly string[]> = {
   BOOLEAN: ['BOOLEAN'],
   INTEGER: ['INTEGER', 'SMALLINT', 'TINYINT', 'USMALLINT', 'UTINYINT'],
   BIGINT: ['BIGINT', 'INTEGER', 'SMALLINT', 'TINYINT', 'UINTEGER', 'USMALLINT', 'UTINYINT'],
@@ -29,6 +29,12 @@ const EXACT_CASTS: Record<DatasetColumnType, readonly string[]> = {
   DATE: ['DATE'],
   TIMESTAMP: ['TIMESTAMP', 'TIMESTAMP_MS', 'TIMESTAMP_S'],
 };
+
+/** Whether a Parquet column of type `found` becomes `declared` exactly: a DECIMAL only as the very same DECIMAL. */
+function castsExactly(declared: DatasetColumnType, found: string): boolean {
+  if (parseDecimalType(declared) !== null) return found === declared;
+  return EXACT_CASTS[declared as keyof typeof EXACT_CASTS].includes(found);
+}
 
 const coded = (code: 'DATASET_MALFORMED' | 'DATASET_SCHEMA_MISMATCH' | 'DATASET_ROW_COUNT_MISMATCH'): CleanroomError => {
   const messages = {
@@ -59,18 +65,36 @@ function columnsLiteral(columns: readonly { name: string; type: string }[]): str
   return `{${columns.map((c) => `${sqlString(c.name)}: ${sqlString(c.type)}`).join(', ')}}`;
 }
 
+/**
+ * A DECIMAL(p,s) cell read as text, converted only when it is a plain decimal with at most p-s
+ * digits before the point and s after it: DuckDB's own cast would round extra decimals away.
+ * Anything else fails the load (the message is never read, only that it failed).
+ */
+function checkedDecimal(column: string, type: string): string {
+  const { precision, scale } = parseDecimalType(type)!;
+  const integer = precision - scale === 0 ? '0' : `(0|[1-9][0-9]{0,${precision - scale - 1}})`;
+  const fraction = scale === 0 ? '' : `(\\.[0-9]{1,${scale}})?`;
+  const cell = quoteIdentifier(column);
+  return `CASE WHEN ${cell} IS NULL THEN NULL WHEN regexp_full_match(${cell}, ${sqlString(`[+-]?${integer}${fraction}`)}) THEN CAST(${cell} AS ${type}) ELSE error('not an exact ${type}') END AS ${cell}`;
+}
+
 async function loadCsv(connection: DuckDBConnection, input: FileInput): Promise<void> {
   const path = sqlString(input.file);
+  const dialect = input.csv ?? RFC4180_DIALECT;
+  const read = input.columns.map((c) => ({ name: c.name, type: parseDecimalType(c.type) === null ? c.type : 'VARCHAR' }));
+  const select = input.columns.map((c) => (parseDecimalType(c.type) === null ? quoteIdentifier(c.name) : checkedDecimal(c.name, c.type))).join(', ');
   try {
-    await connection.run(`CREATE TABLE ${quoteIdentifier(input.name)} AS SELECT * FROM read_csv(${path}, header = true, ${CSV_OPTIONS}, columns = ${columnsLiteral(input.columns)})`);
+    await connection.run(`CREATE TABLE ${quoteIdentifier(input.name)} AS SELECT ${select} FROM read_csv(${path}, ${duckdbCsvOptions(dialect)}, columns = ${columnsLiteral(read)})`);
   } catch (error) {
     throw asLoadError(error, 'DATASET_MALFORMED');
   }
+  if (!dialect.header) return;
   // With its columns given, DuckDB skips the header row unread: check it names the declared columns.
   const asText = input.columns.map((_, i) => ({ name: `c${i}`, type: 'VARCHAR' }));
   let header: unknown[] | undefined;
   try {
-    const reader = await connection.runAndReadAll(`SELECT * FROM read_csv(${path}, header = false, ${CSV_OPTIONS}, buffer_size = ${HEADER_BUFFER_BYTES}, columns = ${columnsLiteral(asText)}) LIMIT 1`);
+    const options = duckdbCsvOptions({ ...dialect, header: false });
+    const reader = await connection.runAndReadAll(`SELECT * FROM read_csv(${path}, ${options}, buffer_size = ${HEADER_BUFFER_BYTES}, columns = ${columnsLiteral(asText)}) LIMIT 1`);
     header = reader.getRows()[0];
   } catch (error) {
     throw asLoadError(error, 'DATASET_SCHEMA_MISMATCH');
@@ -94,7 +118,7 @@ async function loadParquet(connection: DuckDBConnection, input: FileInput): Prom
   } catch (error) {
     throw asLoadError(error, 'DATASET_MALFORMED');
   }
-  const matches = found.length === input.columns.length && input.columns.every((column, i) => found[i]!.name === column.name && EXACT_CASTS[column.type].includes(found[i]!.type));
+  const matches = found.length === input.columns.length && input.columns.every((column, i) => found[i]!.name === column.name && castsExactly(column.type, found[i]!.type));
   if (!matches) throw coded('DATASET_SCHEMA_MISMATCH');
   const select = input.columns.map((c) => `CAST(${quoteIdentifier(c.name)} AS ${c.type}) AS ${quoteIdentifier(c.name)}`).join(', ');
   try {

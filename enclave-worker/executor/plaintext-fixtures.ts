@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DATASET_COLUMN_TYPES, type DatasetColumnType } from '../../protocol/dataset.ts';
+import { isDatasetColumnType, type DatasetColumnType } from '../../protocol/dataset.ts';
 import { createInputFile } from './input-files.ts';
 import type { ExecuteRequest, FileInput, InputSource, InputTarget, LoadedInput, QueryResult, ResultRef, ResultSink } from './ports.ts';
 
@@ -26,7 +26,7 @@ const SESSION_DIR = /^[A-Za-z0-9_-]{1,128}$/;
 
 /**
  * ⚠ TEST-ONLY {@link InputSource}: `<directory>/<sessionId>/<table>.csv`, whatever the request's
- * `inputs` say. The header row names each column as `name:TYPE` (a type of `DATASET_COLUMN_TYPES`);
+ * `inputs` say. The header row names each column as `name:TYPE` (a dataset column type);
  * the rest is RFC 4180, where an empty unquoted cell is NULL. Materializing writes the file with a
  * plain header row (the names) and declares the types; the row count is not declared.
  */
@@ -82,8 +82,8 @@ export function parseFixture(text: string): { columns: { name: string; type: Dat
   if (header === '') throw new TypeError('fixture without a header');
   const columns = header.split(',').map((cell) => {
     const at = cell.lastIndexOf(':');
-    const type = cell.slice(at + 1) as DatasetColumnType;
-    if (at < 1 || !DATASET_COLUMN_TYPES.includes(type)) throw new TypeError('fixture header cells are name:TYPE');
+    const type = cell.slice(at + 1);
+    if (at < 1 || !isDatasetColumnType(type)) throw new TypeError('fixture header cells are name:TYPE');
     return { name: cell.slice(0, at), type };
   });
   return { columns, body: newline === -1 ? '' : text.slice(newline + 1) };

@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { CsvDialectSchema, type CsvDialect } from '../../protocol/csv-dialect.ts';
 import { DATASET_FORMATS, DatasetSchemaSchema, TableNameSchema, type DatasetColumnType, type DatasetFormat, type TaskInput, type TaskRecipientKey } from '../../protocol/dataset.ts';
 
 /**
@@ -36,6 +37,8 @@ export interface FileInput {
   /** Absolute path of the plaintext file, directly inside `InputTarget.directory`. */
   file: string;
   format: DatasetFormat;
+  /** How a CSV is written (from its authenticated header); absent: RFC 4180, comma, header row. */
+  csv?: CsvDialect;
   /** The declared columns, in file order: the loaded table has exactly these names and types. */
   columns: { name: string; type: DatasetColumnType }[];
   /** Rows the file must hold (DATASET_ROW_COUNT_MISMATCH otherwise); null: do not check. */
@@ -47,6 +50,7 @@ export const FileInputSchema = v.strictObject({
   name: TableNameSchema,
   file: v.pipe(v.string(), v.minLength(2), v.maxLength(4096)),
   format: v.picklist(DATASET_FORMATS),
+  csv: v.optional(CsvDialectSchema),
   columns: DatasetSchemaSchema,
   rowCount: v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER))),
 });

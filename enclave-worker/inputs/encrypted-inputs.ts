@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { rm, type FileHandle } from 'node:fs/promises';
+import { sameCsvDialect } from '../../protocol/csv-dialect.ts';
 import { unwrapDataKey } from '../../protocol/data-key.ts';
 import { objectKeys, type TaskInput } from '../../protocol/dataset.ts';
 import type { DatasetHeader } from '../../protocol/dataset-format.ts';
@@ -36,8 +37,8 @@ export interface EncryptedInputsOptions {
  *    the registered hash is compared at the end (DATASET_HASH_MISMATCH), and it decides first:
  *    when decryption fails, the rest of the object is still hashed, and a different object is
  *    reported as such rather than as the first symptom decryption met;
- * 4. the authenticated header names the registered owner and table (DATASET_MALFORMED), format
- *    and schema (DATASET_SCHEMA_MISMATCH) and row count (DATASET_ROW_COUNT_MISMATCH).
+ * 4. the authenticated header names the registered owner and table (DATASET_MALFORMED), format,
+ *    CSV dialect and schema (DATASET_SCHEMA_MISMATCH) and row count (DATASET_ROW_COUNT_MISMATCH).
  *
  * The context then checks the file itself against the schema and row count. The data key and the
  * plaintext go nowhere else: no log, no error message; the raw key is zeroed after use. A failed
@@ -104,7 +105,8 @@ export class EncryptedInputs implements InputSource {
       const created = await createInputFile(target, input.table, input.format);
       file = created.file;
       const header = await decryptInto(this.#threads, dataKey, created.handle, hashed, { session_id: sessionId, dataset_id: input.dataset_id }, input, signal);
-      return { name: input.table, file, format: input.format, columns: input.schema.map((c) => ({ ...c })), rowCount: header.row_count };
+      // The dialect is the authenticated header's (checked equal to the registration's above).
+      return { name: input.table, file, format: input.format, ...(header.csv ? { csv: { ...header.csv } } : {}), columns: input.schema.map((c) => ({ ...c })), rowCount: header.row_count };
     } catch (error) {
       if (file !== undefined) await rm(file, { force: true });
       await hashed?.cancel();
@@ -160,9 +162,10 @@ function checkHeader(header: DatasetHeader, input: TaskInput): void {
   }
   const sameSchema =
     header.format === input.format &&
+    sameCsvDialect(header.csv, input.csv) &&
     header.schema.length === input.schema.length &&
     header.schema.every((column, i) => column.name === input.schema[i]!.name && column.type === input.schema[i]!.type);
-  if (!sameSchema) throw new CleanroomError('DATASET_SCHEMA_MISMATCH', 'the dataset header declares another format or schema than registered');
+  if (!sameSchema) throw new CleanroomError('DATASET_SCHEMA_MISMATCH', 'the dataset header declares another format, CSV dialect or schema than registered');
   if (header.row_count !== input.row_count) throw new CleanroomError('DATASET_ROW_COUNT_MISMATCH', 'the dataset header declares another row count than registered');
 }
 

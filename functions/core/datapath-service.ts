@@ -96,8 +96,13 @@ export class DataPathService {
     assertParticipant(await this.#deps.store.get(sessionId), actor);
     const query = await this.#deps.store.getQuery(sessionId, queryId);
     if (!query) throw new CleanroomError('QUERY_NOT_FOUND', 'query not found');
-    if (!query.recipients.includes(actor)) throw new CleanroomError('FORBIDDEN', "only the query's recipients may fetch its result");
-    if (query.status !== 'SUCCEEDED') throw new CleanroomError('RESULT_NOT_READY', `the query is ${query.status}`);
+    if (!query.recipients.includes(actor))
+      throw new CleanroomError('FORBIDDEN', `only the query's recipients (${query.recipients.join(', ')}) may fetch its result: propose it again naming you with --recipient`);
+    if (query.status !== 'SUCCEEDED') {
+      const ended = ['FAILED', 'REJECTED', 'CANCELLED', 'EXPIRED'].includes(query.status);
+      const next = ended ? 'it has no result' : `wait for it: \`cleanroom query show ${sessionId} ${queryId} --wait\``;
+      throw new CleanroomError('RESULT_NOT_READY', `the query is ${query.status}: ${next}`);
+    }
     const sealed = await this.#deps.objects.read(objectKeys.result(sessionId, queryId));
     if (!sealed) throw new CleanroomError('RESULT_NOT_FOUND', 'the result is not in the object store');
     // Read whole here, so a read that breaks off is an error code, never a truncated 200.

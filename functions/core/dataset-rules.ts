@@ -20,7 +20,7 @@ import { assertActive } from './session-rules.ts';
 export function assertMayUpload(session: SessionRecord, datasets: readonly DatasetRecord[], actor: string, request: CreateUploadRequest, maxBytes: number): void {
   assertActive(session);
   if (!session.participants.find((p) => p.email === actor)?.keys) {
-    throw new CleanroomError('FORBIDDEN', 'register your keys in this session (PUT .../participants/me/keys) before adding data');
+    throw new CleanroomError('FORBIDDEN', `register your keys in this session before adding data: run \`cleanroom session join ${session.id}\` (or PUT .../participants/me/keys)`);
   }
   if (request.ciphertext_bytes > maxBytes) {
     throw new CleanroomError('DATASET_TOO_LARGE', `a dataset's ciphertext may be at most ${maxBytes} bytes`);
@@ -47,7 +47,10 @@ export function registerDataset(
 ): { dataset: DatasetRecord; audit: Pick<AuditEntry, 'action' | 'details'> } {
   assertMayUpload(session, datasets, actor, request, maxBytes);
   if (datasets.some((d) => d.table === request.table)) {
-    throw new CleanroomError('TABLE_NAME_TAKEN', `the session already has a dataset named ${request.table}`);
+    throw new CleanroomError(
+      'TABLE_NAME_TAKEN',
+      `the session already has a dataset named ${request.table}: upload it under another table name (\`cleanroom dataset list ${session.id}\` shows the names in use)`,
+    );
   }
   if (uploaded === null) throw new CleanroomError('UPLOAD_MISSING', 'upload the ciphertext before registering it');
   if (uploaded.size !== request.ciphertext_bytes) {
@@ -59,6 +62,7 @@ export function registerDataset(
     owner_email: actor,
     table: request.table,
     format: request.format,
+    ...(request.csv !== undefined ? { csv: { ...request.csv } } : {}),
     schema: request.schema.map((column) => ({ ...column })),
     row_count: request.row_count,
     ciphertext_bytes: request.ciphertext_bytes,
@@ -92,6 +96,7 @@ export function toDatasetView(dataset: DatasetRecord): DatasetView {
     owner_email: dataset.owner_email,
     table: dataset.table,
     format: dataset.format,
+    ...(dataset.csv !== undefined ? { csv: { ...dataset.csv } } : {}),
     schema: dataset.schema.map((column) => ({ ...column })),
     row_count: dataset.row_count,
     ciphertext_bytes: dataset.ciphertext_bytes,

@@ -24,7 +24,9 @@ export function selectInputs(sql: string, datasets: readonly DatasetRecord[]): Q
 export function recipientKeysFor(session: SessionRecord, recipients: readonly string[]): TaskRecipientKey[] {
   return recipients.map((email) => {
     const keys = session.participants.find((p) => p.email === email)?.keys;
-    if (!keys) throw new CleanroomError('RECIPIENT_KEY_MISSING', `${email} has not registered keys in this session`);
+    if (!keys) {
+      throw new CleanroomError('RECIPIENT_KEY_MISSING', `${email} has not joined this session with keys yet: they run \`cleanroom session join ${session.id}\`, then propose again`);
+    }
     return { email, encryption_jwk: { ...keys.encryption_jwk } };
   });
 }
@@ -44,6 +46,7 @@ export function taskInputsFor(query: QueryRecord, datasets: readonly DatasetReco
       owner_email: d.owner_email,
       object_key: d.object_key,
       format: d.format,
+      ...(d.csv !== undefined ? { csv: { ...d.csv } } : {}),
       schema: d.schema.map((column) => ({ ...column })),
       row_count: d.row_count,
       ciphertext_bytes: d.ciphertext_bytes,

@@ -2,6 +2,7 @@ import * as v from 'valibot';
 import { ERROR_STATUS, type ErrorCode } from '../../protocol/errors.ts';
 import { QUERY_STATUSES } from '../../protocol/query.ts';
 import { DATASET_FORMATS, DATASET_LIMITS, DatasetSchemaSchema, TableNameSchema, TaskRecipientKeySchema } from '../../protocol/dataset.ts';
+import { CsvDialectSchema } from '../../protocol/csv-dialect.ts';
 import { APPROVAL_POLICIES, SESSION_STATUSES, publicP256JwkSchema } from '../../protocol/session.ts';
 import { MAX_SQL_LENGTH } from '../../protocol/task.ts';
 
@@ -144,6 +145,8 @@ export const DatasetRecordSchema = v.strictObject({
   owner_email: Email,
   table: TableNameSchema,
   format: v.picklist(DATASET_FORMATS),
+  /** A CSV's dialect as registered; absent on CSVs registered before dialects were (RFC 4180, comma). */
+  csv: v.optional(CsvDialectSchema),
   schema: DatasetSchemaSchema,
   row_count: v.pipe(Count, v.maxValue(Number.MAX_SAFE_INTEGER)),
   ciphertext_bytes: v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(Number.MAX_SAFE_INTEGER)),

@@ -46,7 +46,7 @@ export function assertParticipant(session: SessionRecord | null, email: string):
 }
 
 export function assertOwner(session: SessionRecord, email: string): void {
-  if (session.owner_email !== email) throw new CleanroomError('NOT_SESSION_OWNER', 'only the session owner can do this');
+  if (session.owner_email !== email) throw new CleanroomError('NOT_SESSION_OWNER', `only the session owner can do this: ask ${session.owner_email}`);
 }
 
 export function assertActive(session: SessionRecord): void {
@@ -75,7 +75,7 @@ export function markShredded(session: SessionRecord, now: string): SessionRecord
 export function addParticipant(session: SessionRecord, actor: string, email: string, now: string): SessionRecord {
   assertOwner(session, actor);
   assertActive(session);
-  if (session.participant_emails.includes(email)) throw new CleanroomError('PARTICIPANT_EXISTS', 'already a participant');
+  if (session.participant_emails.includes(email)) throw new CleanroomError('PARTICIPANT_EXISTS', `${email} is already a participant: nothing to do`);
   if (session.participants.length >= LIMITS.maxParticipants) {
     throw new CleanroomError('VALIDATION_FAILED', `a session has at most ${LIMITS.maxParticipants} participants`);
   }
@@ -87,7 +87,7 @@ export function removeParticipant(session: SessionRecord, actor: string, email: 
   assertOwner(session, actor);
   assertActive(session);
   if (email === session.owner_email) throw new CleanroomError('OWNER_CANNOT_LEAVE', 'the owner cannot be removed; close the session instead');
-  if (!session.participant_emails.includes(email)) throw new CleanroomError('PARTICIPANT_NOT_FOUND', 'not a participant');
+  if (!session.participant_emails.includes(email)) throw new CleanroomError('PARTICIPANT_NOT_FOUND', `${email} is not a participant (\`cleanroom session show ${session.id}\` lists them)`);
   return withParticipants(
     session,
     session.participants.filter((p) => p.email !== email),

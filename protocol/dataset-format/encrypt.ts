@@ -8,6 +8,7 @@ import {
   DEFAULT_CHUNK_BYTES,
   type DatasetHeaderInit,
   DatasetHeaderSchema,
+  headerVersion,
   MAGIC,
   MAX_CHUNK_BYTES,
   MIN_CHUNK_BYTES,
@@ -60,7 +61,7 @@ export function encryptDataset(options: EncryptDatasetOptions): ReadableStream<U
   if (!(prefix instanceof Uint8Array) || prefix.byteLength !== NONCE_PREFIX_BYTES) throw new TypeError('noncePrefix must be 7 bytes');
   const parsed = v.safeParse(DatasetHeaderSchema, {
     ...options.header,
-    v: 1,
+    v: headerVersion(options.header),
     alg: 'A256GCM-STREAM',
     chunk_bytes: chunkBytes,
     nonce_prefix: base64url.encode(prefix),

@@ -1,5 +1,6 @@
 import * as v from 'valibot';
 import { canonicalJson } from '../canonical-json.ts';
+import { CsvDialectSchema, type CsvDialect } from '../csv-dialect.ts';
 import { DATASET_FORMATS, DatasetSchemaSchema, TableNameSchema } from '../dataset.ts';
 import { CleanroomError } from '../errors.ts';
 import { EmailSchema, SessionIdSchema } from '../session.ts';
@@ -10,8 +11,16 @@ import { EmailSchema, SessionIdSchema } from '../session.ts';
  * SHA-256 is the AAD of every record, so changing one byte of it makes every record fail.
  */
 
-/** "CRDS" then the format version 1 as a big-endian u32. */
+/**
+ * "CRDS" then the container version 1 as a big-endian u32: the byte layout of preamble and
+ * records. What the header holds has its own version, the header's `v` ({@link HEADER_VERSIONS}).
+ */
 export const MAGIC = Uint8Array.of(0x43, 0x52, 0x44, 0x53, 0x00, 0x00, 0x00, 0x01);
+/**
+ * Header versions: 1, a CSV is RFC 4180 with a comma and a header row (written before dialects
+ * were recorded; still read); 2, a CSV header carries its dialect in `csv`. Parquet headers are 1.
+ */
+export const HEADER_VERSIONS = [1, 2] as const;
 /** Upper bound of the header's byte length. */
 export const MAX_HEADER_BYTES = 64 * 1024;
 /** Smallest `chunk_bytes` (plaintext per record). */
@@ -47,6 +56,8 @@ export const DatasetHeaderInitSchema = v.strictObject({
   owner_email: EmailSchema,
   table: TableNameSchema,
   format: v.picklist(DATASET_FORMATS, 'format must be csv or parquet'),
+  /** A CSV's dialect (`csv-dialect.ts`); absent for Parquet, and for a CSV it means RFC 4180 (header version 1). */
+  csv: v.optional(CsvDialectSchema),
   schema: DatasetSchemaSchema,
   row_count: Count,
   /** Exact plaintext length; the encryptor refuses a plaintext stream of any other length. */
@@ -54,15 +65,23 @@ export const DatasetHeaderInitSchema = v.strictObject({
 });
 export type DatasetHeaderInit = v.InferOutput<typeof DatasetHeaderInitSchema>;
 
+/** The header version for what `init` declares: 2 when it carries a dialect, else 1. */
+export function headerVersion(init: { csv?: CsvDialect | undefined }): (typeof HEADER_VERSIONS)[number] {
+  return init.csv === undefined ? 1 : 2;
+}
+
 /** The header of an encrypted dataset, as written and as read back. */
 export const DatasetHeaderSchema = v.pipe(
   v.strictObject({
-    v: v.literal(1),
+    v: v.picklist(HEADER_VERSIONS, 'unknown header version'),
     alg: v.literal('A256GCM-STREAM'),
     chunk_bytes: v.pipe(v.number(), v.integer(), v.minValue(MIN_CHUNK_BYTES), v.maxValue(MAX_CHUNK_BYTES)),
     nonce_prefix: NoncePrefixSchema,
     ...DatasetHeaderInitSchema.entries,
   }),
+  // One spelling per header: a dialect exactly in version 2, and only for a CSV.
+  v.check((h) => h.v === headerVersion(h), 'a dialect (csv) is in a version 2 header and only there'),
+  v.check((h) => h.csv === undefined || h.format === 'csv', 'csv (the dialect) is only for format csv'),
   v.check((h) => recordCount(h) <= MAX_RECORDS, 'too many records for a 32-bit counter'),
   v.check((h) => new TextEncoder().encode(canonicalJson(h)).byteLength <= MAX_HEADER_BYTES, `the header is over ${MAX_HEADER_BYTES} bytes`),
 );

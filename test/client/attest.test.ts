@@ -214,10 +214,10 @@ test('cli attest: the token the worker sent is never printed', async (t) => {
   t.notRegex(res.stdout + res.stderr, /eyJ[A-Za-z0-9_-]{20,}\./);
 });
 
-test('cli attest: an unreachable worker is WORKER_UNREACHABLE naming the URL, exit 1, no verdict', async (t) => {
+test('cli attest: an unreachable worker is WORKER_UNREACHABLE naming the URL, exit 4, no verdict', async (t) => {
   const url = await deadUrl();
   const res = await attest(['--worker', url, '--allow-insecure-dev', '--json']);
-  t.is(res.code, 1);
+  t.is(res.code, 4);
   t.regex(res.stderr, /^error: WORKER_UNREACHABLE: /m);
   t.true(res.stderr.includes(`cannot reach the worker at ${url}`));
   t.notRegex(res.stderr, /^\s+at /m);

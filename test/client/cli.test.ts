@@ -172,10 +172,10 @@ test('cli: --help prints usage on stdout and exits 0 for the CLI, a group and ea
   }
 });
 
-test('cli: API not running: API_UNREACHABLE naming the URL, exit 1', async (t) => {
+test('cli: API not running: API_UNREACHABLE naming the URL, exit 4 (no answer, not a refusal)', async (t) => {
   const url = await deadUrl();
   const res = await runCli(['login', '--email', ALICE], { CLEANROOM_API: url, CLEANROOM_HOME: tempHome() });
-  assertFailure(t, res, 1, 'API_UNREACHABLE');
+  assertFailure(t, res, 4, 'API_UNREACHABLE');
   t.true(res.stderr.includes(`cannot reach the API at ${url}`));
 });
 

@@ -29,6 +29,7 @@ const corpus: Array<[string, string | Uint8Array]> = [
   ['one column with an empty string', 'only\nx\n""\ny\n'],
   ['leading zeros as text', 'zip\n007\n12\n'],
   ['unicode', 'name,n\n"Zoë, café",1\nÅsa,2\n✓,3\n'],
+  ['money and exact decimals', 'price,rate,big\n12.50,0.125,12345678901234567890\n3.1,-7,1\n,+0.5,\n'],
   ['a byte order mark', new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode('id,v\n1,a\n')])],
 ];
 
@@ -78,15 +79,34 @@ test("describeParquet and the worker's Parquet loader agree; exact casts are dec
   t.is((await connection.runAndReadAll('SELECT count(DISTINCT region) FROM t')).getRows()[0]![0], 3n);
 });
 
-test('describeParquet: an unsupported column type is VALIDATION_FAILED; a file that is not Parquet is DATASET_MALFORMED', async (t) => {
-  const file = join(dir, 'decimal.parquet');
+test('describeParquet: a DECIMAL column is declared as that DECIMAL and loads exactly', async (t) => {
+  const file = join(dir, 'money.parquet');
   const instance = await DuckDBInstance.create(':memory:');
   const connection = await instance.connect();
   t.teardown(() => {
     connection.closeSync();
     instance.closeSync();
   });
-  await connection.run(`COPY (SELECT 1.25::DECIMAL(10,2) AS price) TO '${file}' (FORMAT parquet)`);
+  await connection.run(`COPY (SELECT (i * 0.05)::DECIMAL(10,2) AS price FROM range(1, 11) t(i)) TO '${file}' (FORMAT parquet)`);
+  const described = await describeParquet(file);
+  t.deepEqual(described.schema, [{ name: 'price', type: 'DECIMAL(10,2)' }]);
+  await loadFiles(connection, `${dir}/`, [{ name: 'prices', file, format: 'parquet', columns: described.schema, rowCount: described.rowCount }]);
+  t.is((await connection.runAndReadAll('SELECT sum(price)::VARCHAR FROM prices')).getRows()[0]![0], '2.75');
+  // Declared as another DECIMAL, the same file is refused: no rounding cast.
+  await t.throwsAsync(loadFiles(connection, `${dir}/`, [{ name: 'prices2', file, format: 'parquet', columns: [{ name: 'price', type: 'DECIMAL(9,1)' }], rowCount: null }]), {
+    code: 'DATASET_SCHEMA_MISMATCH',
+  });
+});
+
+test('describeParquet: an unsupported column type is VALIDATION_FAILED; a file that is not Parquet is DATASET_MALFORMED', async (t) => {
+  const file = join(dir, 'list.parquet');
+  const instance = await DuckDBInstance.create(':memory:');
+  const connection = await instance.connect();
+  t.teardown(() => {
+    connection.closeSync();
+    instance.closeSync();
+  });
+  await connection.run(`COPY (SELECT [1, 2] AS list) TO '${file}' (FORMAT parquet)`);
   t.is(((await t.throwsAsync(describeParquet(file))) as CleanroomError).code, 'VALIDATION_FAILED');
   const text = join(dir, 'not.parquet');
   writeFileSync(text, 'a,b\n1,2\n');

@@ -25,8 +25,15 @@ const inference: Array<[string, string[], string]> = [
   ['past 32 bits', ['1', '2147483648'], 'BIGINT'],
   ['below 32 bits', ['-2147483649'], 'BIGINT'],
   ['64-bit bounds', ['9223372036854775807', '-9223372036854775808'], 'BIGINT'],
-  ['past 64 bits', ['9223372036854775808'], 'DOUBLE'],
-  ['decimals and integers', ['1', '2.5', '-0.25', '1e3', '6.02E+23'], 'DOUBLE'],
+  // Exact numbers stay exact: plain decimals are DECIMAL sized to hold every value (money keeps its cents).
+  ['past 64 bits', ['9223372036854775808'], 'DECIMAL(19,0)'],
+  ['money', ['12.50', '3.10', '1000.00'], 'DECIMAL(6,2)'],
+  ['decimals and integers', ['1', '2.5', '-0.25', '123'], 'DECIMAL(5,2)'],
+  ['signed decimals', ['+0.5', '-0.125'], 'DECIMAL(4,3)'],
+  ['38 digits', ['1234567890123456789012345678.0123456789'], 'DECIMAL(38,10)'],
+  ['past 38 digits together', ['1234567890123456789012345678901234567.5', '0.12'], 'DOUBLE'],
+  ['39 integer digits', ['123456789012345678901234567890123456789'], 'DOUBLE'],
+  ['an exponent makes it DOUBLE', ['1', '2.5', '-0.25', '1e3', '6.02E+23'], 'DOUBLE'],
   ['dates', ['2024-01-31', '2024-02-29', '1999-12-31'], 'DATE'],
   ['timestamps', ['2024-01-31 23:59:59', '2024-02-01 00:00:00.123456'], 'TIMESTAMP'],
   ['dates and timestamps', ['2024-01-31', '2024-02-01 10:00:00'], 'TIMESTAMP'],
@@ -83,7 +90,7 @@ test('describeCsv: the same answer whatever the chunking, byte by byte included 
   for (const size of [1, 2, 3, 7]) t.deepEqual(await describeCsv(stream(csv, size)), whole, `chunks of ${size}`);
   t.deepEqual(
     whole.schema.map((c) => c.type),
-    ['VARCHAR', 'DOUBLE', 'DATE'],
+    ['VARCHAR', 'DECIMAL(2,1)', 'DATE'],
   );
   t.is(whole.rowCount, 3);
 });
@@ -118,8 +125,12 @@ test('describeCsv: many rows are counted in one pass', async (t) => {
   t.is(described.rowCount, 10_000);
   t.deepEqual(
     described.schema.map((c) => c.type),
-    ['INTEGER', 'DOUBLE'],
+    ['INTEGER', 'DECIMAL(5,1)'],
   );
+});
+
+test('describeCsv: reports the RFC 4180 dialect it reads', async (t) => {
+  t.deepEqual((await describeCsv(stream('a\n1\n'))).csv, { delimiter: ',', quote: '"', escape: '"', header: true });
 });
 
 const malformed: Array<[string, string | Uint8Array, ErrorCode]> = [

@@ -68,13 +68,13 @@ function files(dir: string) {
   return { customersFile, purchasesFile };
 }
 
-/** The query on the plaintext, with the values as the worker writes them. */
-async function expected(customersFile: string, purchasesFile: string) {
+/** The query on the plaintext, with the values as the worker writes them; `amount` as registered. */
+async function expected(customersFile: string, purchasesFile: string, amountType: string) {
   const instance = await DuckDBInstance.create(':memory:');
   const connection = await instance.connect();
   try {
     await connection.run(`CREATE TABLE customers AS SELECT * FROM read_csv('${customersFile}', header = true, columns = {'id': 'INTEGER', 'email_hash': 'VARCHAR', 'region': 'VARCHAR'})`);
-    await connection.run(`CREATE TABLE purchases AS SELECT * FROM read_csv('${purchasesFile}', header = true, columns = {'customer_id': 'INTEGER', 'amount': 'DOUBLE', 'day': 'DATE'})`);
+    await connection.run(`CREATE TABLE purchases AS SELECT * FROM read_csv('${purchasesFile}', header = true, columns = {'customer_id': 'INTEGER', 'amount': '${amountType}', 'day': 'DATE'})`);
     const reader = await connection.runAndReadAll(SQL);
     return reader.convertRows(JsonDuckDBValueConverter);
   } finally {
@@ -126,7 +126,10 @@ test('data path: two parties upload, a joined query runs in the worker, both rec
   const done = json(ok(t, await alice.run(['query', 'show', sessionId, proposed.id, '--wait', '--timeout', '120', '--json']), 'wait'));
   t.is(done.status, 'SUCCEEDED', `${done.error_code}\n${stack.workerLog().slice(-3000)}`);
 
-  const want = await expected(customersFile, purchasesFile);
+  // Amounts are written with at most two decimals: registered as an exact DECIMAL, summed exactly.
+  const amountType = listed.datasets.find((d: any) => d.table === 'purchases').schema[1].type;
+  t.regex(amountType, /^DECIMAL\(\d+,2\)$/);
+  const want = await expected(customersFile, purchasesFile, amountType);
   t.is(want.length, 4, 'every region has matches');
   for (const who of [alice, bob]) {
     const got = json(ok(t, await who.run(['result', 'get', sessionId, proposed.id, '--allow-insecure-dev', '--json']), `${who.email} result`));

@@ -104,9 +104,12 @@ test('uploadDataset: the uploaded object decrypts with the data key unwrapped by
   t.deepEqual(seen.registration.schema, [
     { name: 'id', type: 'INTEGER' },
     { name: 'region', type: 'VARCHAR' },
-    { name: 'amount', type: 'DOUBLE' },
+    // i * 1.25 is written with at most two decimals: an exact DECIMAL, not a DOUBLE.
+    { name: 'amount', type: 'DECIMAL(6,2)' },
   ]);
   t.is(seen.registration.row_count, 3000);
+  // The dialect is registered and bound into the authenticated header (version 2).
+  t.deepEqual(seen.registration.csv, { delimiter: ',', quote: '"', escape: '"', header: true });
   t.is(seen.putInit.method, 'PUT');
   t.is(seen.putInit.duplex, 'half');
   t.is(seen.putInit.headers.authorization, undefined, 'no bearer token goes to the upload URL');
@@ -124,7 +127,7 @@ test('uploadDataset: the uploaded object decrypts with the data key unwrapped by
   });
   const decrypted = decryptDataset({ key: dataKey, ciphertext: bytesStream(uploaded), expect: { session_id: SESSION, dataset_id: seen.registration.dataset_id } });
   t.is(new TextDecoder().decode(await new Response(decrypted.plaintext).arrayBuffer()), CSV);
-  t.like(await decrypted.header, { owner_email: 'alice@example.com', table: 'sales', format: 'csv', row_count: 3000, session_id: SESSION });
+  t.like(await decrypted.header, { v: 2, owner_email: 'alice@example.com', table: 'sales', format: 'csv', csv: seen.registration.csv, row_count: 3000, session_id: SESSION });
 });
 
 test('uploadDataset: the node:crypto AEAD and hash produce an object the browser-safe decryptor opens', async (t) => {

@@ -51,7 +51,8 @@ export interface CliResult {
   stderr: string;
 }
 
-const BIN = resolve(import.meta.dirname, '../../client/cli/bin.ts');
+/** The executable package.json names: the launcher that checks the Node version first. */
+const BIN = resolve(import.meta.dirname, '../../client/cli/bin.js');
 
 /** Runs the CLI as a child process with only the environment it needs (undefined values are left out). */
 export function runCli(args: string[], env: { CLEANROOM_API?: string; CLEANROOM_HOME: string; [name: string]: string | undefined }): Promise<CliResult> {

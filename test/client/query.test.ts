@@ -217,7 +217,7 @@ test('cli query: alice proposes, bob sees it and approves, both see the approval
   assertFailure(t, await bob.run('query', 'approve', id, query.id), 1, 'ALREADY_DECIDED');
 });
 
-test('cli query reject: the query is REJECTED for good; show --wait returns at once', async (t) => {
+test('cli query reject: the query is REJECTED for good; show --wait returns at once with exit 3', async (t) => {
   const alice = await cli(ALICE);
   const bob = await cli(BOB);
   const carol = await cli(CAROL);
@@ -230,7 +230,9 @@ test('cli query reject: the query is REJECTED for good; show --wait returns at o
   t.regex(rejected.stdout, /^finished\s+\d{4}-/m);
 
   const waited = await alice.run('query', 'show', id, query.id, '--wait', '--json');
-  t.is(waited.code, 0, waited.stderr);
+  // A query that ended without success is not a success (exit-codes.ts); it is still printed.
+  t.is(waited.code, 3, waited.stderr);
+  t.regex(waited.stderr, /^error: QUERY_REJECTED: /m);
   t.is(json(waited).status, 'REJECTED');
   assertFailure(t, await carol.run('query', 'approve', id, query.id), 1, 'ILLEGAL_TRANSITION');
   assertFailure(t, await alice.run('query', 'cancel', id, query.id), 1, 'ILLEGAL_TRANSITION');
@@ -347,14 +349,14 @@ test('cli query list: a table and --json, newest first, filtered by --status', a
   );
 });
 
-test('cli query show --wait: a query that stays pending times out with WAIT_TIMEOUT, exit 1', async (t) => {
+test('cli query show --wait: a query that stays pending times out with WAIT_TIMEOUT, exit 5', async (t) => {
   const alice = await cli(ALICE);
   const id = await session();
   const query = json(await alice.run('query', 'propose', id, '--sql', SQL, '--json'));
   const started = Date.now();
   const res = await alice.run('query', 'show', id, query.id, '--wait', '--timeout', '1');
-  t.is(res.code, 1, res.stderr);
-  t.regex(res.stderr, /^error: WAIT_TIMEOUT: .*still PENDING_APPROVAL after 1 s$/m);
+  t.is(res.code, 5, res.stderr);
+  t.regex(res.stderr, new RegExp(`^error: WAIT_TIMEOUT: .*still PENDING_APPROVAL after 1 s \\(waiting for ${BOB}: `, 'm'));
   // Progress went to stderr; stdout holds nothing, as for any failure.
   t.regex(res.stderr, new RegExp(`^query ${query.id}: PENDING_APPROVAL$`, 'm'));
   t.is(res.stdout, '');

@@ -157,8 +157,9 @@ if (!existsSync(BROWSER) && process.env.CI === 'true') {
     t.is(registered.row_count, 3);
     t.deepEqual(
       registered.schema.map((c: { type: string }) => c.type),
-      ['INTEGER', 'VARCHAR', 'DOUBLE', 'DATE'],
+      ['INTEGER', 'VARCHAR', 'DECIMAL(3,1)', 'DATE'],
     );
+    t.deepEqual(registered.csv, { delimiter: ',', quote: '"', escape: '"', header: true });
     const key = await unwrapDataKey({
       jwe: registered.wrapped_key,
       sessionPrivateKey: session.privateKey,

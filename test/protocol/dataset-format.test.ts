@@ -16,6 +16,9 @@ import { CleanroomError, type ErrorCode } from '../../protocol/errors.ts';
 import { nodeAead } from '../../runtime/aead-node.ts';
 
 const CHUNK = 64 * 1024;
+const SEMICOLON = { delimiter: ';', quote: '"', escape: '"', header: true } as const;
+/** The same dialect with its keys in canonical order, for headers written by hand. */
+const SORTED_SEMICOLON = { delimiter: ';', escape: '"', header: true, quote: '"' };
 const SESSION = 'session-a';
 const AEADS: Array<[string, ChunkAead]> = [
   ['webCryptoAead', webCryptoAead],
@@ -404,6 +407,15 @@ const attacks: Array<[string, (f: Fixture) => Attack | Promise<Attack>, ErrorCod
   ['a header with an extra member', ({ main }) => ({ file: withHeaderText(main.file, canonical({ ...headerJson(main.file), admin: true })) }), 'DATASET_MALFORMED'],
   ['a header with chunk_bytes under 64 KiB', ({ main }) => ({ file: withHeaderText(main.file, canonical({ ...headerJson(main.file), chunk_bytes: 1024 })) }), 'DATASET_MALFORMED'],
   ['a header with another algorithm', ({ main }) => ({ file: withHeaderText(main.file, canonical({ ...headerJson(main.file), alg: 'A128GCM-STREAM' })) }), 'DATASET_MALFORMED'],
+  // Header versions: 1 names no dialect, 2 names one; nothing else is read.
+  ['a version 1 header that names a dialect', ({ main }) => ({ file: withHeaderText(main.file, canonical({ ...headerJson(main.file), csv: SORTED_SEMICOLON })) }), 'DATASET_MALFORMED'],
+  ['a version 2 header without a dialect', ({ main }) => ({ file: withHeaderText(main.file, canonical({ ...headerJson(main.file), v: 2 })) }), 'DATASET_MALFORMED'],
+  ['a version 3 header', ({ main }) => ({ file: withHeaderText(main.file, canonical({ ...headerJson(main.file), v: 3, csv: SORTED_SEMICOLON })) }), 'DATASET_MALFORMED'],
+  [
+    'a version 2 header with a delimiter outside the set',
+    ({ main }) => ({ file: withHeaderText(main.file, canonical({ ...headerJson(main.file), v: 2, csv: { ...SORTED_SEMICOLON, delimiter: "'" } })) }),
+    'DATASET_MALFORMED',
+  ],
   [
     'a header with a non-canonical nonce prefix',
     ({ main }) => {
@@ -631,7 +643,44 @@ test('encryptDataset: an error of the plaintext stream passes through unchanged'
   t.is(await collect(encryptDataset({ header: headerInit(1000), key: generateDataKey(), plaintext })).catch((e: unknown) => e), failure);
 });
 
+test('encryptDataset: a CSV dialect makes a version 2 header, read back as written; none makes version 1', async (t) => {
+  const withDialect = await encrypted(randomBytes(100), { init: { csv: SEMICOLON } });
+  const read = readDatasetHeader(withDialect.file).header;
+  t.is(read.v, 2);
+  t.deepEqual(read.csv, SEMICOLON);
+  t.is((await decryptAll(withDialect.file, withDialect.key, expectOf(withDialect.init))).bytes.byteLength, 100);
+  const without = await encrypted(randomBytes(100));
+  t.is(readDatasetHeader(without.file).header.v, 1);
+  t.false('csv' in readDatasetHeader(without.file).header);
+  // The size announced before encrypting holds for a version 2 header too.
+  const header = readDatasetHeader(withDialect.file).header;
+  t.is(datasetCiphertextBytes(header), withDialect.file.byteLength);
+});
+
+test('dataset-format: DECIMAL(p,s) column types are accepted within bounds and refused outside them', async (t) => {
+  const ok = await encrypted(randomBytes(10), {
+    init: {
+      schema: [
+        { name: 'price', type: 'DECIMAL(38,2)' },
+        { name: 'rate', type: 'DECIMAL(1,1)' },
+      ],
+    },
+  });
+  t.deepEqual(
+    readDatasetHeader(ok.file).header.schema.map((c) => c.type),
+    ['DECIMAL(38,2)', 'DECIMAL(1,1)'],
+  );
+  for (const type of ['DECIMAL(39,2)', 'DECIMAL(0,0)', 'DECIMAL(4,5)', 'DECIMAL(10, 2)', 'DECIMAL(010,2)', 'DECIMAL(10,2);DROP', 'decimal(10,2)', 'DECIMAL']) {
+    t.throws(
+      () => encryptDataset({ header: headerInit(0, { schema: [{ name: 'x', type: type as 'VARCHAR' }] }), key: generateDataKey(), plaintext: streamOf(new Uint8Array(0)) }),
+      { instanceOf: TypeError },
+      type,
+    );
+  }
+});
+
 const misuse: Array<[string, () => unknown]> = [
+  ['a CSV dialect on a Parquet dataset', () => encryptDataset({ header: headerInit(0, { format: 'parquet', csv: SEMICOLON }), key: generateDataKey(), plaintext: streamOf(new Uint8Array(0)) })],
   ['a 16-byte key', () => encryptDataset({ header: headerInit(0), key: new Uint8Array(16), plaintext: streamOf(new Uint8Array(0)) })],
   ['a key that is not bytes', () => encryptDataset({ header: headerInit(0), key: 'secret' as unknown as Uint8Array, plaintext: streamOf(new Uint8Array(0)) })],
   ['chunkBytes under 64 KiB', () => encryptDataset({ header: headerInit(0), key: generateDataKey(), plaintext: streamOf(new Uint8Array(0)), chunkBytes: 1024 })],

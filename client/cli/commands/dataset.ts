@@ -12,27 +12,30 @@ import { streamingPut } from '../streaming-put.ts';
 import { currentCredentials } from '../identity.ts';
 import { nodeAead, nodeSha256 } from '../node-crypto.ts';
 import { printJson, safe } from '../output.ts';
-import { describeParquet } from '../parquet.ts';
+import { CSV_UPLOAD_HELP, CSV_UPLOAD_OPTIONS, assertTableFree, csvOverrides, describeForUpload, dialectLine, headerWarning, uploadProgress } from '../upload-steps.ts';
 
 const EXTENSIONS: Record<string, DatasetFormat> = { '.csv': 'csv', '.parquet': 'parquet', '.pq': 'parquet' };
 
 /** `cleanroom dataset upload SESSION FILE --table NAME`. */
 export const datasetUpload: Command = {
   path: ['dataset', 'upload'],
-  usage: 'cleanroom dataset upload SESSION FILE --table NAME [--format csv|parquet] [--expect-digest DIGEST ...] [--allow-insecure-dev] [--json]',
+  usage: 'cleanroom dataset upload SESSION FILE --table NAME [--format csv|parquet] [--delimiter CHAR] [--[no-]header] [--expect-digest DIGEST ...] [--allow-insecure-dev] [--json]',
   summary: "Encrypt a CSV or Parquet file on this machine to the session's attested worker key and upload it",
   options: [
     ['--table NAME', 'the table name queries use (lowercase letters, digits, _; unique in the session)'],
-    ['--format FORMAT', 'csv (RFC 4180, comma, header row) or parquet; default: from the file extension'],
+    ['--format FORMAT', 'csv (any of the dialects below, found by DuckDB) or parquet; default: from the file extension'],
+    ...CSV_UPLOAD_HELP,
     ['--rule FILE', 'an analysis rule: NOT SUPPORTED YET (refused; rules are not enforced by this version)'],
     ...ATTESTATION_HELP,
     ['--json', 'print the registered dataset as JSON'],
   ],
   async run(ctx, argv) {
-    const { values, positionals } = parseCommandArgs(this, argv, { ...JSON_OPTION, ...ATTESTATION_OPTIONS, table: { type: 'string' }, format: { type: 'string' }, rule: { type: 'string' } }, [
-      'SESSION',
-      'FILE',
-    ]);
+    const { values, positionals } = parseCommandArgs(
+      this,
+      argv,
+      { ...JSON_OPTION, ...ATTESTATION_OPTIONS, ...CSV_UPLOAD_OPTIONS, table: { type: 'string' }, format: { type: 'string' }, rule: { type: 'string' } },
+      ['SESSION', 'FILE'],
+    );
     const [sessionId, file] = positionals as [string, string];
     if (values.rule !== undefined) {
       // Accepting a rule that nothing enforces would promise a protection that is not there.
@@ -42,8 +45,9 @@ export const datasetUpload: Command = {
     const checkedTable = v.safeParse(TableNameSchema, table);
     if (!checkedTable.success) throw new UsageError(`--table: ${checkedTable.issues[0].message}`, this.usage);
     const format = oneOf(this, values.format, DATASET_FORMATS, '--format') ?? formatOf(this, file);
+    const overrides = csvOverrides(this, values, format);
     const choice = attestationChoice(this, ctx, values);
-    await regularFileSize(file);
+    const plaintextBytes = await regularFileSize(file);
     const credentials = await currentCredentials({ api: ctx.config.api, home: ctx.config.home, fetch: ctx.fetch, now: ctx.now });
     if (credentials.email === null) throw new CliError('NOT_LOGGED_IN', 'the stored token names no email: run `cleanroom login` again');
     // The API takes data only from participants with registered keys: say how, before any work.
@@ -51,6 +55,7 @@ export const datasetUpload: Command = {
     if (session.participants.find((p) => p.email === credentials.email)?.keys == null) {
       throw new CliError('KEYS_NOT_FOUND', `you have no keys registered in session ${sessionId}: run \`cleanroom session join ${sessionId}\` first`);
     }
+    await assertTableFree(ctx, sessionId, table);
 
     // The worker is attested before a byte of the file is read (docs/architecture.md invariant 1).
     let sessionKey: SessionKey;
@@ -62,22 +67,27 @@ export const datasetUpload: Command = {
     if (sessionKey.insecureDev) ctx.io.stderr(insecureWarning(sessionKey.digestPinned));
     if (!values.json) ctx.io.stderr(`session key ${sessionKey.thumbprint} verified (epoch ${sessionKey.epoch}); encrypting ${file}\n`);
 
+    const progress = uploadProgress(ctx, !values.json, plaintextBytes, streamingPut(ctx.fetch));
     const { dataset, description } = await uploadDataset({
       api: ctx.api,
       sessionId,
       table,
       format,
       openFile: () => openFileStream(file),
-      // The SDK reads CSV itself; Parquet is described by DuckDB from the path.
-      ...(format === 'parquet' ? { describe: (stream: ReadableStream<Uint8Array>) => describeParquetPath(stream, file) } : {}),
+      // DuckDB describes the file as the worker will load it (a CSV's dialect included).
+      describe: async (stream: ReadableStream<Uint8Array>) => {
+        const described = await describeForUpload(stream, format, file, overrides);
+        if (!values.json) ctx.io.stderr(headerWarning(described));
+        return described;
+      },
       sessionKey,
       ownerEmail: credentials.email,
       aead: nodeAead,
       hasher: nodeSha256,
       // The ciphertext streams at the socket's pace (bounded memory, whatever the file's size).
-      fetch: streamingPut(ctx.fetch),
+      fetch: progress.fetch,
       uploadBody: 'stream',
-    });
+    }).finally(() => progress.done());
     if (values.json) {
       printJson(ctx.io, dataset);
       return;
@@ -85,7 +95,7 @@ export const datasetUpload: Command = {
     const rows: Array<[string, string]> = [
       ['dataset', dataset.id],
       ['table', dataset.table],
-      ['format', dataset.format],
+      ['format', dialectLine(description) === null ? dataset.format : `${dataset.format} (${dialectLine(description)})`],
       ['rows', String(dataset.row_count)],
       ['columns', dataset.schema.map((c) => `${c.name} ${c.type}`).join(', ')],
       ['plaintext', `${description.bytes} bytes (never left this machine)`],
@@ -110,11 +120,6 @@ export const datasetList: Command = {
     else ctx.io.stdout(formatDatasetTable(datasets));
   },
 };
-
-async function describeParquetPath(unused: ReadableStream<Uint8Array>, file: string) {
-  await unused.cancel();
-  return describeParquet(file);
-}
 
 function formatOf(command: Pick<Command, 'usage'>, file: string): DatasetFormat {
   const format = EXTENSIONS[extname(file).toLowerCase()];

@@ -1,7 +1,9 @@
 import type { Command } from '../command.ts';
 import { attest } from './attest.ts';
+import { audit } from './audit.ts';
 import { login, logout, token } from './auth.ts';
 import { datasetList, datasetUpload } from './dataset.ts';
+import { participantAdd, participantRemove } from './participant.ts';
 import { queryApprove, queryCancel, queryList, queryPropose, queryReject, queryShow } from './query.ts';
 import { resultGet } from './result.ts';
 import { sessionJoin } from './session-join.ts';
@@ -17,6 +19,8 @@ export const COMMANDS: readonly Command[] = [
   sessionShow,
   sessionClose,
   sessionJoin,
+  participantAdd,
+  participantRemove,
   datasetUpload,
   datasetList,
   queryPropose,
@@ -26,5 +30,6 @@ export const COMMANDS: readonly Command[] = [
   queryReject,
   queryCancel,
   resultGet,
+  audit,
   attest,
 ];

@@ -2,11 +2,11 @@ import { readFile, stat } from 'node:fs/promises';
 import { CleanroomError } from '../../../protocol/errors.ts';
 import { QUERY_STATUSES } from '../../../protocol/query.ts';
 import { MAX_SQL_LENGTH } from '../../../protocol/task.ts';
-import { waitForQuery } from '../../sdk/query-wait.ts';
 import type { QueryView } from '../../sdk/schemas.ts';
 import { JSON_OPTION, oneOf, parseCommandArgs, type Command } from '../command.ts';
-import { CliError, UsageError } from '../errors.ts';
-import { printJson, safe, type Io } from '../output.ts';
+import { UsageError } from '../errors.ts';
+import { printJson, type Io } from '../output.ts';
+import { waitAndShow } from '../query-outcome.ts';
 import { formatQuery, formatQueryTable } from '../query-output.ts';
 
 const DEFAULT_WAIT_SECONDS = 300;
@@ -15,27 +15,34 @@ const MAX_WAIT_SECONDS = 86_400;
 /** `cleanroom query propose SESSION --sql SQL | --sql-file FILE`. */
 export const queryPropose: Command = {
   path: ['query', 'propose'],
-  usage: 'cleanroom query propose SESSION (--sql SQL | --sql-file FILE) [--recipient EMAIL ...] [--json]',
+  usage: 'cleanroom query propose SESSION (--sql SQL | --sql-file FILE) [--recipient EMAIL ...] [--wait [--timeout SECONDS]] [--json]',
   summary: 'Propose a query in a session (it runs once the approval policy is met)',
   options: [
     ['--sql SQL', 'the query text'],
     ['--sql-file FILE', 'read the query text from FILE instead'],
     ['--recipient EMAIL', 'who may read the result (a participant); repeat for more; default: you'],
+    ['--wait', 'then wait as `query show --wait` does (exit 3 if it does not succeed)'],
+    ['--timeout SECONDS', `with --wait: give up after SECONDS (default ${DEFAULT_WAIT_SECONDS}); exit 5 with WAIT_TIMEOUT`],
     ['--json', 'print the query as JSON'],
   ],
   async run(ctx, argv) {
-    const { values, positionals } = parseCommandArgs(this, argv, { ...JSON_OPTION, sql: { type: 'string' }, 'sql-file': { type: 'string' }, recipient: { type: 'string', multiple: true } }, [
-      'SESSION',
-    ]);
+    const { values, positionals } = parseCommandArgs(
+      this,
+      argv,
+      { ...JSON_OPTION, ...WAIT_OPTIONS, sql: { type: 'string' }, 'sql-file': { type: 'string' }, recipient: { type: 'string', multiple: true } },
+      ['SESSION'],
+    );
     if ((values.sql === undefined) === (values['sql-file'] === undefined)) {
       throw new UsageError('give exactly one of --sql and --sql-file', this.usage);
     }
+    const timeoutSeconds = waitTimeout(this, values);
     const sql = values.sql ?? (await readSqlFile(values['sql-file']!));
     const query = await ctx.api.proposeQuery(positionals[0]!, {
       sql,
       ...(values.recipient !== undefined ? { recipients: values.recipient } : {}),
     });
-    show(ctx.io, values.json, query);
+    if (timeoutSeconds === null) show(ctx.io, values.json, query);
+    else await waitAndShow(ctx, query.session_id, query.id, { json: values.json, timeoutSeconds });
   },
 };
 
@@ -66,28 +73,16 @@ export const queryShow: Command = {
   usage: 'cleanroom query show SESSION QUERY [--wait [--timeout SECONDS]] [--json]',
   summary: 'Show a query: status, approvals, timings and error code',
   options: [
-    ['--wait', 'poll until the query reaches a final status (SUCCEEDED, FAILED, REJECTED, CANCELLED, EXPIRED)'],
-    ['--timeout SECONDS', `with --wait: give up after SECONDS (default ${DEFAULT_WAIT_SECONDS}); exit 1 with WAIT_TIMEOUT`],
+    ['--wait', 'poll until the query reaches a final status; exit 0 if it SUCCEEDED, 3 if FAILED, REJECTED, CANCELLED or EXPIRED'],
+    ['--timeout SECONDS', `with --wait: give up after SECONDS (default ${DEFAULT_WAIT_SECONDS}); exit 5 with WAIT_TIMEOUT`],
     ['--json', 'print the query as JSON'],
   ],
   async run(ctx, argv) {
-    const { values, positionals } = parseCommandArgs(this, argv, { ...JSON_OPTION, wait: { type: 'boolean' }, timeout: { type: 'string' } }, ['SESSION', 'QUERY']);
+    const { values, positionals } = parseCommandArgs(this, argv, { ...JSON_OPTION, ...WAIT_OPTIONS }, ['SESSION', 'QUERY']);
     const [sessionId, queryId] = positionals as [string, string];
-    if (values.timeout !== undefined && !values.wait) throw new UsageError('--timeout needs --wait', this.usage);
-    if (!values.wait) {
-      show(ctx.io, values.json, await ctx.api.getQuery(sessionId, queryId));
-      return;
-    }
-    const seconds = values.timeout === undefined ? DEFAULT_WAIT_SECONDS : waitSeconds(this, values.timeout);
-    const waited = await waitForQuery(ctx.api, sessionId, queryId, {
-      timeoutMs: seconds * 1000,
-      // Progress goes to stderr, so stdout holds only the final answer.
-      ...(values.json ? {} : { onStatus: (q: QueryView) => ctx.io.stderr(`query ${safe(q.id)}: ${q.status}\n`) }),
-    });
-    if (!waited.done) {
-      throw new CliError('WAIT_TIMEOUT', `query ${queryId} is still ${waited.query.status} after ${seconds} s`);
-    }
-    show(ctx.io, values.json, waited.query);
+    const timeoutSeconds = waitTimeout(this, values);
+    if (timeoutSeconds === null) show(ctx.io, values.json, await ctx.api.getQuery(sessionId, queryId));
+    else await waitAndShow(ctx, sessionId, queryId, { json: values.json, timeoutSeconds });
   },
 };
 
@@ -119,6 +114,15 @@ async function readSqlFile(path: string): Promise<string> {
     throw new CleanroomError('VALIDATION_FAILED', `sql must be at most ${MAX_SQL_LENGTH} characters`);
   }
   return readFile(path, 'utf8');
+}
+
+const WAIT_OPTIONS = { wait: { type: 'boolean' }, timeout: { type: 'string' } } as const;
+
+/** Seconds to wait with `--wait` (null without it); `--timeout` alone is a usage error. */
+function waitTimeout(command: Pick<Command, 'usage'>, values: { wait?: boolean; timeout?: string }): number | null {
+  if (values.timeout !== undefined && !values.wait) throw new UsageError('--timeout needs --wait', command.usage);
+  if (!values.wait) return null;
+  return values.timeout === undefined ? DEFAULT_WAIT_SECONDS : waitSeconds(command, values.timeout);
 }
 
 function waitSeconds(command: Pick<Command, 'usage'>, raw: string): number {

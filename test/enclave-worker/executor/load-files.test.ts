@@ -123,6 +123,79 @@ for (const [name, content, rowCount, code] of csvCases) {
   });
 }
 
+const SEMICOLON = { delimiter: ';', quote: '"', escape: '"', header: true } as const;
+const TAB = { delimiter: '\t', quote: '"', escape: '"', header: true } as const;
+const AB: FileInput['columns'] = [
+  { name: 'a', type: 'INTEGER' },
+  { name: 'b', type: 'VARCHAR' },
+];
+
+test('load files: a CSV loads under its declared dialect: semicolon, tab, single quotes with backslash escapes, no header row', async (t) => {
+  const connection = await open();
+  try {
+    await loadFiles(connection, `${directory}/`, [
+      file('a;b\n1;"x;y"\n2;z\n', { name: 'semicolons', format: 'csv', csv: SEMICOLON, columns: AB, rowCount: 2 }),
+      file('a\tb\n1\tx,y\n2\t"q\tr"\n', { name: 'tabs', format: 'csv', csv: TAB, columns: AB, rowCount: 2 }),
+      file("a|b\n1|'it\\'s'\n", { name: 'pipes', format: 'csv', csv: { delimiter: '|', quote: "'", escape: '\\', header: true }, columns: AB, rowCount: 1 }),
+      file('1,x\n2,y\n', { name: 'headless', format: 'csv', csv: { delimiter: ',', quote: '"', escape: '"', header: false }, columns: AB, rowCount: 2 }),
+    ]);
+    t.deepEqual(await rows(connection, 'SELECT a, b FROM semicolons ORDER BY a'), [
+      [1, 'x;y'],
+      [2, 'z'],
+    ]);
+    t.deepEqual(await rows(connection, 'SELECT a, b FROM tabs ORDER BY a'), [
+      [1, 'x,y'],
+      [2, 'q\tr'],
+    ]);
+    t.deepEqual(await rows(connection, 'SELECT a, b FROM pipes'), [[1, "it's"]]);
+    t.deepEqual(await rows(connection, 'SELECT a, b FROM headless ORDER BY a'), [
+      [1, 'x'],
+      [2, 'y'],
+    ]);
+  } finally {
+    connection.closeSync();
+  }
+});
+
+test('load files: a file written in another dialect than declared fails with a DATASET_* code, never loads as something else', async (t) => {
+  // A comma file declared as semicolon: one cell per row where two are declared.
+  t.is(await loadCode(file('a,b\n1,x\n', { format: 'csv', csv: SEMICOLON, columns: AB, rowCount: 1 })), 'DATASET_MALFORMED');
+  // A semicolon file loaded as the default comma (a registration without a dialect).
+  t.is(await loadCode(file('a;b\n1;x\n', { format: 'csv', columns: AB, rowCount: 1 })), 'DATASET_MALFORMED');
+  // A tab file declared as comma whose header happens to be one cell: the header check refuses it.
+  t.is(await loadCode(file('a\tb\n1\tx\n', { format: 'csv', csv: { ...SEMICOLON, delimiter: ',' }, columns: AB, rowCount: 1 })), 'DATASET_MALFORMED');
+  // Declared without a header row, a file with one: its header is a row whose `a` is not an INTEGER.
+  t.is(await loadCode(file('a,b\n1,x\n', { format: 'csv', csv: { ...SEMICOLON, delimiter: ',', header: false }, columns: AB, rowCount: 1 })), 'DATASET_MALFORMED');
+});
+
+test('load files: DECIMAL(p,s) columns load exactly from CSV, and a sum of money stays exact', async (t) => {
+  const connection = await open();
+  try {
+    const columns: FileInput['columns'] = [
+      { name: 'item', type: 'VARCHAR' },
+      { name: 'price', type: 'DECIMAL(6,2)' },
+    ];
+    await loadFiles(connection, `${directory}/`, [file('item,price\na,12.50\nb,0.10\nc,0.20\nd,\n', { name: 'prices', format: 'csv', columns, rowCount: 4 })]);
+    // 0.1 + 0.2 is 0.30000000000000004 in DOUBLE; in DECIMAL it is 0.30, and the total 12.80.
+    t.deepEqual(await rows(connection, "SELECT sum(price), sum(price) FILTER (WHERE item IN ('b', 'c')) FROM prices"), [['12.80', '0.30']]);
+    t.deepEqual(await rows(connection, "SELECT data_type FROM information_schema.columns WHERE table_name = 'prices' AND column_name = 'price'"), [['DECIMAL(6,2)']]);
+  } finally {
+    connection.closeSync();
+  }
+  // More digits than declared is refused, never rounded; so is anything but a plain decimal.
+  const money: FileInput['columns'] = [{ name: 'a', type: 'DECIMAL(4,2)' }, AB[1]!];
+  for (const cell of ['1.234', '123.4', '1e2', '01.5', '1.', '.5', 'x', '""']) {
+    t.is(await loadCode(file(`a,b\n${cell},x\n`, { format: 'csv', columns: money, rowCount: 1 })), 'DATASET_MALFORMED', cell);
+  }
+  for (const cell of ['12.34', '-12.3', '+0.5', '7', '"12.5"']) {
+    t.is(await loadCode(file(`a,b\n${cell},x\n`, { format: 'csv', columns: money, rowCount: 1 })), 'loaded', cell);
+  }
+  t.is(await loadCode(file('a,b\n0.5,x\n', { format: 'csv', columns: [{ name: 'a', type: 'DECIMAL(2,2)' }, AB[1]!], rowCount: 1 })), 'loaded');
+  t.is(await loadCode(file('a,b\n1.5,x\n', { format: 'csv', columns: [{ name: 'a', type: 'DECIMAL(2,2)' }, AB[1]!], rowCount: 1 })), 'DATASET_MALFORMED');
+  t.is(await loadCode(file('a,b\n15,x\n', { format: 'csv', columns: [{ name: 'a', type: 'DECIMAL(2,0)' }, AB[1]!], rowCount: 1 })), 'loaded');
+  t.is(await loadCode(file('a,b\n1.5,x\n', { format: 'csv', columns: [{ name: 'a', type: 'DECIMAL(2,0)' }, AB[1]!], rowCount: 1 })), 'DATASET_MALFORMED');
+});
+
 test('load files: Parquet loads when names match and each type is the declared one or widens to it exactly', async (t) => {
   const bytes = await parquet(
     "SELECT 1::INTEGER AS id, 'x' AS name, 2::SMALLINT AS small, 3::INTEGER AS wide, 1.5::FLOAT AS f, TIMESTAMP '2024-01-01 01:02:03.456' ::TIMESTAMP_MS AS ms, DATE '2024-01-01' AS day",

@@ -5,6 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import { RFC4180_DIALECT, type CsvDialect } from '../../../protocol/csv-dialect.ts';
 import { wrapDataKey } from '../../../protocol/data-key.ts';
 import { objectKeys, type DatasetFormat, type DatasetSchema, type TaskInput } from '../../../protocol/dataset.ts';
 import { encryptDataset, generateDataKey, type DatasetHeaderInit } from '../../../protocol/dataset-format.ts';
@@ -65,6 +66,8 @@ interface Upload {
   schema: DatasetSchema;
   plaintext: Uint8Array;
   rowCount: number;
+  /** A CSV's dialect, registered and in the header alike. */
+  csv?: CsvDialect;
   /** What the encrypted header says, where it differs from the registration. */
   header?: Partial<DatasetHeaderInit>;
   chunkBytes?: number;
@@ -80,6 +83,7 @@ async function upload(spec: Upload): Promise<TaskInput> {
     owner_email: OWNER,
     table: spec.table,
     format: spec.format,
+    ...(spec.csv ? { csv: spec.csv } : {}),
     schema: spec.schema,
     row_count: spec.rowCount,
     plaintext_bytes: spec.plaintext.byteLength,
@@ -94,6 +98,7 @@ async function upload(spec: Upload): Promise<TaskInput> {
     owner_email: OWNER,
     object_key: objectKey,
     format: spec.format,
+    ...(spec.csv ? { csv: spec.csv } : {}),
     schema: spec.schema,
     row_count: spec.rowCount,
     ciphertext_bytes: ciphertext.byteLength,
@@ -219,6 +224,32 @@ test('encrypted inputs: a task input that does not match the stored object fails
   t.is(await codeOf({ ...input, format: 'parquet' }), 'DATASET_SCHEMA_MISMATCH');
   t.is(await codeOf({ ...input, row_count: 4 }), 'DATASET_ROW_COUNT_MISMATCH');
   // The same object still materializes when nothing was changed.
+  t.is(await codeOf(input), 'materialized');
+});
+
+const SEMICOLON: CsvDialect = { delimiter: ';', quote: '"', escape: '"', header: true };
+
+test("encrypted inputs: a CSV's dialect comes from its authenticated header and reaches the loader", async (t) => {
+  const input = await people({ csv: SEMICOLON, plaintext: Buffer.from('id;name\n1;"Ada; A."\n2;Bo\n3;Cy\n') });
+  const [file] = await inputs.materialize(request([input]), ['people'], target());
+  t.deepEqual(file!.csv, SEMICOLON);
+  // A header without a dialect (version 1, written before dialects were recorded) loads as RFC 4180.
+  const old = await people();
+  const [oldFile] = await inputs.materialize(request([old]), ['people'], target());
+  t.is(oldFile!.csv, undefined);
+});
+
+test('encrypted inputs: a header whose CSV dialect differs from the registration → DATASET_SCHEMA_MISMATCH', async (t) => {
+  const input = await people({ csv: SEMICOLON });
+  t.is(await codeOf({ ...input, csv: { ...SEMICOLON, delimiter: '\t' } }), 'DATASET_SCHEMA_MISMATCH');
+  t.is(await codeOf({ ...input, csv: { ...SEMICOLON, header: false } }), 'DATASET_SCHEMA_MISMATCH');
+  // A registration without a dialect means RFC 4180, which this header does not declare.
+  const { csv: _csv, ...undeclared } = input;
+  t.is(await codeOf(undeclared), 'DATASET_SCHEMA_MISMATCH');
+  // The header says semicolon, the registration comma: refused the other way round too.
+  t.is(await codeOf(await people({ header: { csv: SEMICOLON } })), 'DATASET_SCHEMA_MISMATCH');
+  // RFC 4180 spelled out in a version 2 header is the same as no dialect in the registration.
+  t.is(await codeOf(await people({ header: { csv: RFC4180_DIALECT } })), 'materialized');
   t.is(await codeOf(input), 'materialized');
 });
 

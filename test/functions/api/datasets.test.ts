@@ -109,10 +109,10 @@ test('upload: ticket, PUT to the signed URL, register, list: the object holds th
   t.is(up.body.size, 5000);
   t.deepEqual(new Uint8Array(readFileSync(join(api.objectsDir, objectKeys.dataset(sid, datasetId)))), ciphertext);
 
-  const body = await registration(datasetId, ciphertext);
+  const body = await registration(datasetId, ciphertext, { csv: SEMICOLON });
   const res = await register(api, sid, body, BOB);
   t.is(res.status, 201);
-  t.like(res.body, { id: datasetId, session_id: sid, owner_email: BOB, table: 'sales', format: 'csv', row_count: 3, ciphertext_bytes: 5000 });
+  t.like(res.body, { id: datasetId, session_id: sid, owner_email: BOB, table: 'sales', format: 'csv', csv: SEMICOLON, row_count: 3, ciphertext_bytes: 5000 });
   t.is(res.body.ciphertext_sha256, body.ciphertext_sha256);
   const viewSchema = (document as any).components.schemas.DatasetView;
   t.deepEqual(Object.keys(res.body).sort(), Object.keys(viewSchema.properties).sort());
@@ -130,6 +130,54 @@ test('upload: ticket, PUT to the signed URL, register, list: the object holds th
   const entry = audit.body.entries.at(-1);
   t.like(entry, { actor: BOB, details: { dataset_id: datasetId, table: 'sales', ciphertext_sha256: body.ciphertext_sha256 } });
   t.deepEqual(await verifyAuditChain(audit.body.entries), { ok: true, head: audit.body.head });
+});
+
+const SEMICOLON = { delimiter: ';', quote: '"', escape: '"', header: true };
+
+const badRegistrations: Array<[string, Record<string, unknown>]> = [
+  ['a dialect on a Parquet dataset', { format: 'parquet', csv: SEMICOLON }],
+  ['a delimiter outside the set', { csv: { ...SEMICOLON, delimiter: ':' } }],
+  ['a delimiter equal to the escape', { csv: { ...SEMICOLON, delimiter: ',', quote: "'", escape: ',' } }],
+  ['a dialect with an extra member', { csv: { ...SEMICOLON, comment: '#' } }],
+  ['a dialect missing its header flag', { csv: { delimiter: ';', quote: '"', escape: '"' } }],
+  ['a DECIMAL past 38 digits', { schema: [{ name: 'price', type: 'DECIMAL(39,2)' }] }],
+  ['a DECIMAL whose scale exceeds its precision', { schema: [{ name: 'price', type: 'DECIMAL(2,3)' }] }],
+  ['a DECIMAL spelled with a space', { schema: [{ name: 'price', type: 'DECIMAL(10, 2)' }] }],
+];
+for (const [name, overrides] of badRegistrations) {
+  test(`register: ${name} is 400 VALIDATION_FAILED and nothing is registered`, async (t) => {
+    const sid = await session();
+    const ciphertext = randomBytes(100);
+    const datasetId = crypto.randomUUID();
+    const tk = await ticket(api, sid, { dataset_id: datasetId, ciphertext_bytes: 100 });
+    await put(api, tk.body.url, ciphertext, tk.body.headers);
+    const res = await register(api, sid, await registration(datasetId, ciphertext, overrides));
+    t.is(res.status, 400);
+    t.is(res.body.error.code, 'VALIDATION_FAILED');
+    t.deepEqual((await api.call('GET', `/api/tee/sessions/${sid}/datasets`, { as: OWNER })).body.datasets, []);
+  });
+}
+
+test('register: a DECIMAL column and a CSV dialect are kept, shown, and carried to the worker in the task', async (t) => {
+  const sid = await session(api, [BOB]);
+  const ciphertext = randomBytes(100);
+  const datasetId = crypto.randomUUID();
+  const tk = await ticket(api, sid, { dataset_id: datasetId, ciphertext_bytes: 100 });
+  await put(api, tk.body.url, ciphertext, tk.body.headers);
+  const schema = [
+    { name: 'email', type: 'VARCHAR' },
+    { name: 'amount', type: 'DECIMAL(12,2)' },
+  ];
+  const res = await register(api, sid, await registration(datasetId, ciphertext, { schema, csv: { ...SEMICOLON, delimiter: '\t' } }));
+  t.is(res.status, 201, JSON.stringify(res.body));
+  t.deepEqual(res.body.schema, schema);
+  t.deepEqual(res.body.csv, { ...SEMICOLON, delimiter: '\t' });
+  const proposed = await api.call('POST', `/api/tee/sessions/${sid}/queries`, { as: OWNER, body: { sql: 'SELECT sum(amount) FROM sales' } });
+  t.is(proposed.status, 201);
+  const task = api.queue.enqueued.find((candidate) => JSON.parse(Buffer.from(candidate.body.split('.')[1]!, 'base64url').toString()).query_id === proposed.body.id)!;
+  const { payload } = await compactVerify(task.body, api.signer.publicKey, { algorithms: ['ES256'] });
+  const parsed = v.parse(TaskPayloadSchema, JSON.parse(new TextDecoder().decode(payload)));
+  t.like(parsed.inputs?.[0], { table: 'sales', csv: { ...SEMICOLON, delimiter: '\t' }, schema });
 });
 
 test('ticket: over the cap is 413 DATASET_TOO_LARGE naming the cap; without keys FORBIDDEN; outsiders 404; closed 409', async (t) => {

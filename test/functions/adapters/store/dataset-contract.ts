@@ -87,6 +87,19 @@ export function datasetStoreContract(name: string, setup: () => Promise<DatasetS
     t.deepEqual(await verifyAuditChain(audit), { ok: true, head: session.audit_head });
   });
 
+  withStore("a CSV's dialect and DECIMAL columns are stored and read back as written", async (t, store) => {
+    const first = await storedSession(store);
+    const dataset = newDataset(first.session, {
+      csv: { delimiter: '\t', quote: "'", escape: '\\', header: false },
+      schema: [
+        { name: 'email', type: 'VARCHAR' },
+        { name: 'amount', type: 'DECIMAL(38,2)' },
+      ],
+    });
+    await store.commitDataset((await datasetWrite(first.session, dataset)).write);
+    t.deepEqual(await store.getDataset(first.session.id, dataset.id), dataset);
+  });
+
   withStore('getDataset is null for an unknown id and in another session; one id in two sessions is two datasets', async (t, store) => {
     const a = await storedSession(store);
     const b = await storedSession(store);
